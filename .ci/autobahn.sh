@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Run the Autobahn|Testsuite fuzzingclient against a running WebSocket echo server.
+#
+#   usage: .ci/autobahn.sh HOST:PORT OUTDIR
+#          (HOST:PORT means ws://HOST:PORT/ws; a full ws:// URL is taken as is)
+#
+# Writes OUTDIR/fuzzingclient.json (the spec), runs `wstest -m fuzzingclient` with a
+# timeout, then reads OUTDIR/index.json and prints the count of each `behavior` and
+# `behaviorClose` verdict. Exits non-zero (and lists the case ids) when any case's
+# behavior or behaviorClose is not one of OK / NON-STRICT / INFORMATIONAL, when no
+# case ran, or when wstest failed or timed out.
+#
+# Environment knobs (all optional):
+#   AUTOBAHN_VENV      venv holding wstest (default ~/.cache/tower-upgrade/autobahn;
+#                      installed by .ci/install-autobahn.sh if missing)
+#   AUTOBAHN_CASES     JSON list of cases            (default ["*"])
+#   AUTOBAHN_EXCLUDE   JSON list of excluded cases   (default ["12.*","13.*"])
+#   AUTOBAHN_TIMEOUT   seconds before wstest is killed (default 600)
+#   AUTOBAHN_ALLOW     extra verdicts to accept, space separated (e.g. "UNIMPLEMENTED")
+#   AUTOBAHN_AGENT     agent name in the report     (default tower-upgrade)
+set -euo pipefail
+
+if [ "$#" -ne 2 ]; then
+    echo "usage: $0 HOST:PORT OUTDIR" >&2
+    exit 2
+fi
+
+case "$1" in
+    ws://* | wss://*) URL="$1" ;;
+    *) URL="ws://$1/ws" ;;
+esac
+OUTDIR="$2"
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+VENV="${AUTOBAHN_VENV:-$HOME/.cache/tower-upgrade/autobahn}"
+WSTEST="$VENV/bin/wstest"
+CASES="${AUTOBAHN_CASES:-[\"*\"]}"
+EXCLUDE="${AUTOBAHN_EXCLUDE:-[\"12.*\",\"13.*\"]}"
+TIMEOUT="${AUTOBAHN_TIMEOUT:-600}"
+AGENT="${AUTOBAHN_AGENT:-tower-upgrade}"
+
+if [ ! -x "$WSTEST" ]; then
+    AUTOBAHN_VENV="$VENV" bash "$HERE/install-autobahn.sh"
+fi
+
+mkdir -p "$OUTDIR"
+OUTDIR="$(cd "$OUTDIR" && pwd)"
+SPEC="$OUTDIR/fuzzingclient.json"
+rm -f "$OUTDIR/index.json"
+
+OUTDIR="$OUTDIR" URL="$URL" CASES="$CASES" EXCLUDE="$EXCLUDE" AGENT="$AGENT" \
+python3 - "$SPEC" <<'PY'
+import json, os, sys
+spec = {
+    "outdir": os.environ["OUTDIR"],
+    "servers": [{"agent": os.environ["AGENT"], "url": os.environ["URL"]}],
+    "cases": json.loads(os.environ["CASES"]),
+    "exclude-cases": json.loads(os.environ["EXCLUDE"]),
+    "exclude-agent-cases": {},
+}
+with open(sys.argv[1], "w") as f:
+    json.dump(spec, f, indent=2)
+PY
+
+echo "autobahn: fuzzingclient -> $URL (cases $CASES, excluded $EXCLUDE, timeout ${TIMEOUT}s)"
+start=$(date +%s)
+set +e
+# wstest writes a few stray files into its working directory: run it in OUTDIR.
+(cd "$OUTDIR" && timeout --kill-after=10 "$TIMEOUT" "$WSTEST" -m fuzzingclient -s "$SPEC") \
+    >"$OUTDIR/wstest.log" 2>&1
+rc=$?
+set -e
+echo "autobahn: wstest exited $rc after $(( $(date +%s) - start ))s (log: $OUTDIR/wstest.log)"
+if [ "$rc" -ne 0 ]; then
+    [ "$rc" -eq 124 ] && echo "autobahn: wstest timed out after ${TIMEOUT}s" >&2
+    tail -n 20 "$OUTDIR/wstest.log" >&2 || true
+    # still parse a partial index.json below if one exists, but fail in the end
+fi
+
+set +e
+AGENT="$AGENT" ALLOW="${AUTOBAHN_ALLOW:-}" python3 - "$OUTDIR/index.json" <<'PY'
+import json, os, sys
+from collections import Counter
+
+path = sys.argv[1]
+try:
+    with open(path) as f:
+        index = json.load(f)
+except (OSError, ValueError) as e:
+    print("autobahn: cannot read %s: %s" % (path, e))
+    sys.exit(1)
+
+allowed = {"OK", "NON-STRICT", "INFORMATIONAL"} | set(os.environ.get("ALLOW", "").split())
+
+def case_key(cid):
+    return [int(p) if p.isdigit() else p for p in cid.split(".")]
+
+status = 0
+total = 0
+for agent, cases in sorted(index.items()):
+    behavior = Counter()
+    closing = Counter()
+    bad = []
+    for cid in sorted(cases, key=case_key):
+        r = cases[cid]
+        b = r.get("behavior", "MISSING")
+        c = r.get("behaviorClose", "MISSING")
+        behavior[b] += 1
+        closing[c] += 1
+        if b not in allowed or c not in allowed:
+            bad.append((cid, b, c))
+    total += len(cases)
+    fmt = lambda cnt: ", ".join("%s=%d" % kv for kv in sorted(cnt.items()))
+    print("autobahn: agent %s: %d cases" % (agent, len(cases)))
+    print("autobahn:   behavior:      %s" % fmt(behavior))
+    print("autobahn:   behaviorClose: %s" % fmt(closing))
+    if bad:
+        status = 1
+        print("autobahn:   %d failing cases (behavior/behaviorClose):" % len(bad))
+        for cid, b, c in bad:
+            print("autobahn:     %s  %s / %s" % (cid, b, c))
+
+if total == 0:
+    print("autobahn: no cases ran")
+    status = 1
+sys.exit(status)
+PY
+verdict=$?
+set -e
+
+if [ "$rc" -ne 0 ] || [ "$verdict" -ne 0 ]; then
+    echo "autobahn: FAIL (report: $OUTDIR/index.html)"
+    exit 1
+fi
+echo "autobahn: PASS (report: $OUTDIR/index.html)"

@@ -1,0 +1,121 @@
+//! HTTP/1.1 protocol upgrades (`101 Switching Protocols`) as a [tower] middleware.
+//!
+//! # Overview
+//!
+//! [`UpgradeLayer`] wraps any HTTP service and consults a [`Registry`] of
+//! [`ProtocolHandler`]s. A request that is not an upgrade request passes to the inner
+//! service untouched, with no allocation and no boxed future. An upgrade request
+//! (`Connection: upgrade` and `Upgrade: <protocols>`, RFC 9110 §7.8) that offers a
+//! registered protocol is handed to that protocol's handler, which accepts it (the layer
+//! answers `101 Switching Protocols` and runs the handler on the upgraded connection in a
+//! task of its own), rejects it with a complete response, or declines it (the request goes
+//! on to the inner service, as RFC 9110 lets a server ignore `Upgrade`).
+//!
+//! The layer does:
+//! - parse `Connection` and `Upgrade` as RFC 9110 lists (several field lines, optional
+//!   whitespace, empty elements, case-insensitive names), with a bound on their length;
+//! - select the first protocol in the client's order that is registered (or, with
+//!   [`prefer_server_order`](UpgradeLayer::prefer_server_order), in the server's), and
+//!   never one the client did not offer;
+//! - ignore `Upgrade` on HTTP/1.0 requests, and on requests without `Connection: upgrade`;
+//! - read a request body before switching, only for handlers that ask for one (hyper then
+//!   sends `100 Continue` before the `101`);
+//! - answer `426 Upgrade Required` with the registered protocols on routes that
+//!   [require an upgrade](UpgradeLayer::require_upgrade);
+//! - contain every failure after the `101` (the connection could not be taken over, the
+//!   handler failed or panicked), report it to a callback and `tracing`.
+//!
+//! You are responsible for serving connections with upgrades enabled: `axum::serve` does,
+//! and with hyper use `http1::Builder::serve_connection(..).with_upgrades()` (or
+//! hyper-util's `serve_connection_with_upgrades`). A request that cannot switch (no
+//! [`OnUpgrade`](hyper::upgrade::OnUpgrade) in its extensions) is answered `500` rather than
+//! with a `101` that could not be honoured.
+//!
+//! # Example
+//!
+//! ```
+//! use axum::{Router, routing::get};
+//! use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+//! use tower_upgrade::{UpgradeLayer, UpgradeRequest, UpgradedIo, handler_fn};
+//!
+//! # fn main() -> Result<(), tower_upgrade::ConfigError> {
+//! // A made-up protocol: every line the client sends comes back uppercased.
+//! let upper = handler_fn("upper/1", |io: UpgradedIo, _req: UpgradeRequest| async move {
+//!     let mut io = BufReader::new(io);
+//!     let mut line = String::new();
+//!     while io.read_line(&mut line).await? != 0 {
+//!         io.get_mut().write_all(line.to_uppercase().as_bytes()).await?;
+//!         line.clear();
+//!     }
+//!     Ok::<_, std::io::Error>(())
+//! });
+//!
+//! let app: Router = Router::new()
+//!     .route("/", get(|| async { "hello" }))
+//!     .layer(UpgradeLayer::new().protocol(upper)?);
+//! # let _ = app;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Ordering with tower-http
+//!
+//! Layers added after ours (outer layers) see the upgrade request and the `101`; layers
+//! added before it (inner layers) see only the requests that pass through.
+//!
+//! - **Authentication** and other request checks go *outside* (added after) the upgrade
+//!   layer, so a refused request never switches. Extensions they set reach the handler in
+//!   [`UpgradeRequest::extensions`].
+//! - **`TraceLayer`** outside sees the upgrade request and its `101`; its span ends there.
+//!   Each upgraded connection is logged by this crate.
+//! - **`TimeoutLayer`** outside bounds the time to the `101` only: it never cuts the
+//!   upgraded connection.
+//! - **`CompressionLayer`** is best put inside (added before). Outside, it leaves the `101`
+//!   alone, but a client whose `Accept-Encoding` forbids `identity` gets a `406` instead of
+//!   the `101`.
+//! - **`CorsLayer`** and **`SetResponseHeaderLayer`** outside add their headers to the `101`
+//!   like to any response.
+//!
+//! # Protocol notes
+//!
+//! - [RFC 9110 §7.8](https://www.rfc-editor.org/rfc/rfc9110#section-7.8): `Upgrade`.
+//! - [RFC 9110 §15.2.2](https://www.rfc-editor.org/rfc/rfc9110#section-15.2.2): `101`;
+//!   [§15.5.22](https://www.rfc-editor.org/rfc/rfc9110#section-15.5.22): `426`.
+//! - [RFC 6455 §4.2](https://www.rfc-editor.org/rfc/rfc6455#section-4.2): the WebSocket
+//!   server handshake.
+//! - [RFC 8441](https://www.rfc-editor.org/rfc/rfc8441): WebSocket over HTTP/2 (extended
+//!   CONNECT).
+//! - [RFC 9113 §3.1](https://www.rfc-editor.org/rfc/rfc9113#section-3.1): the `h2c` upgrade
+//!   token is deprecated.
+//!
+//! [tower]: https://docs.rs/tower
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![doc(test(attr(deny(warnings))))]
+
+mod connection;
+mod error;
+mod future;
+mod handler;
+mod headers;
+mod io;
+mod layer;
+mod registry;
+mod response;
+mod service;
+mod token;
+
+#[doc(inline)]
+pub use self::{
+    error::{BoxError, ConfigError, ConfigErrorKind, UpgradeError, UpgradeErrorKind},
+    future::ResponseFuture,
+    handler::{
+        Accepted, Decision, HandlerFn, IntoServeResult, ProtocolHandler, Rejection, UpgradeRequest,
+        handler_fn,
+    },
+    io::UpgradedIo,
+    layer::UpgradeLayer,
+    registry::Registry,
+    service::Upgrade,
+    token::UpgradeToken,
+};

@@ -1,0 +1,233 @@
+//! [`Upgrade`]: the middleware service.
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::{BodyExt, Limited};
+use hyper::upgrade::OnUpgrade;
+use tower_service::Service;
+
+use crate::connection;
+use crate::error::BoxError;
+use crate::future::ResponseFuture;
+use crate::handler::{Decision, Rejection, UpgradeRequest};
+use crate::headers::ListError;
+use crate::layer::Config;
+use crate::registry::Selection;
+use crate::response::{rejection_response, switching, upgrade_required};
+
+/// Middleware that switches protocols on upgrade requests and passes every other request
+/// to the inner service.
+///
+/// Made by [`UpgradeLayer`](crate::UpgradeLayer); see the [crate docs](crate) for an
+/// example.
+///
+/// # What it answers
+///
+/// | request | response |
+/// | --- | --- |
+/// | not an upgrade request (no `Connection: upgrade`, no `Upgrade`, HTTP/1.0, HTTP/2 other than extended CONNECT) | the inner service's, untouched; `426` if [required](crate::UpgradeLayer::require_upgrade) |
+/// | upgrade request offering only unregistered protocols | the inner service's; `426` if required |
+/// | `Upgrade` that is not a list of `name["/"version]` tokens, or longer than 64 elements | `400 Bad Request` |
+/// | a registered protocol, handler declines | the inner service's; `426` if required |
+/// | a registered protocol, handler rejects | the handler's rejection (`400`, `403`, `405`, ...) |
+/// | a registered protocol, accepted | `101 Switching Protocols`, `Upgrade: <token>`, `Connection: upgrade`, the handler's headers |
+/// | the same over HTTP/2 extended CONNECT (RFC 8441), handler supports HTTP/2 | `200 OK` with the handler's headers |
+/// | accepted, but the request has a body the handler did not ask for, or announces more than it allows | the inner service's; `426` if required |
+/// | accepted, chunked body longer than the handler allows | `413 Content Too Large` |
+/// | accepted, but the connection cannot switch (no hyper `OnUpgrade`: a server without `.with_upgrades()`, a `oneshot` call) | `500 Internal Server Error`, and a `tracing` error that names the fix |
+pub struct Upgrade<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S> Upgrade<S> {
+    pub(crate) fn from_config(inner: S, config: Arc<Config>) -> Self {
+        Self { inner, config }
+    }
+
+    /// Gets a reference to the inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// Gets a mutable reference to the inner service.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes `self`, returning the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone> Clone for Upgrade<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            config: Arc::clone(&self.config),
+        }
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for Upgrade<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Upgrade")
+            .field("inner", &self.inner)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Upgrade<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ReqBody: Body + Send + 'static,
+    ReqBody::Data: Send,
+    ReqBody::Error: Into<BoxError>,
+    ResBody: From<Bytes> + Send + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResBody>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        match self.config.registry.select(&req, self.config.server_order) {
+            Selection::None | Selection::Unmatched => self.pass(req),
+            Selection::Invalid(e) => {
+                let reason = match e {
+                    ListError::TooLong => "invalid Upgrade header: too many elements\n",
+                    ListError::Invalid => {
+                        "invalid Upgrade header: expected a list of protocol[/version] tokens\n"
+                    }
+                };
+                tracing::debug!(reason, "upgrade request rejected");
+                ResponseFuture::ready(rejection_response(Rejection::new(
+                    StatusCode::BAD_REQUEST,
+                    reason,
+                )))
+            }
+            Selection::Selected { index, http2 } => self.switch(req, index, http2),
+        }
+    }
+}
+
+impl<S> Upgrade<S> {
+    /// A request that does not switch: on to the inner service, or `426` if required.
+    #[inline]
+    fn pass<ReqBody, ResBody>(
+        &mut self,
+        req: Request<ReqBody>,
+    ) -> ResponseFuture<S::Future, ResBody>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+        ResBody: From<Bytes>,
+    {
+        if self.config.require_upgrade {
+            return ResponseFuture::ready(upgrade_required(&self.config.registry, req.version()));
+        }
+        ResponseFuture::future(self.inner.call(req))
+    }
+
+    fn switch<ReqBody, ResBody>(
+        &mut self,
+        req: Request<ReqBody>,
+        index: usize,
+        http2: bool,
+    ) -> ResponseFuture<S::Future, ResBody>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+        ReqBody: Body + Send + 'static,
+        ReqBody::Data: Send,
+        ReqBody::Error: Into<BoxError>,
+        ResBody: From<Bytes> + Send + 'static,
+    {
+        let entry = self.config.registry.entry(index);
+        let (mut parts, body) = req.into_parts();
+        let accepted = match entry.handler.accept(&parts) {
+            Decision::Accept(accepted) => accepted,
+            Decision::Reject(rejection) => {
+                tracing::debug!(
+                    protocol = %entry.token,
+                    status = rejection.status().as_u16(),
+                    reason = rejection.reason().trim_end(),
+                    "upgrade request rejected"
+                );
+                return ResponseFuture::ready(rejection_response(rejection));
+            }
+            Decision::Decline => return self.pass(Request::from_parts(parts, body)),
+        };
+        // RFC 9110 §7.8: the client starts the new protocol only after the whole request;
+        // a body must be read before switching, or the upgrade declined.
+        let has_body = !body.is_end_stream();
+        if has_body
+            && (accepted.body_limit == 0 || body.size_hint().lower() > accepted.body_limit as u64)
+        {
+            tracing::debug!(protocol = %entry.token, "upgrade declined: request body not accepted");
+            return self.pass(Request::from_parts(parts, body));
+        }
+        // Never send a 101 that cannot be honoured. hyper attaches `OnUpgrade` to every
+        // HTTP/1.1 request with `Upgrade` and to HTTP/2 CONNECT requests.
+        let Some(on_upgrade) = parts.extensions.remove::<OnUpgrade>() else {
+            tracing::error!(
+                protocol = %entry.token,
+                "cannot switch protocols: the request carries no hyper `OnUpgrade`. Serve the \
+                 connection with `hyper::server::conn::http1::Builder::serve_connection(..)\
+                 .with_upgrades()`, hyper-util's `serve_connection_with_upgrades`, or \
+                 `axum::serve`"
+            );
+            return ResponseFuture::ready(rejection_response(Rejection::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "this connection cannot switch protocols\n",
+            )));
+        };
+        let token = entry.token.clone();
+        let config = Arc::clone(&self.config);
+        let serve = accepted.state;
+        let response_headers = accepted.headers;
+        let start = move |body: Bytes, parts| {
+            let res = switching(token.header_value(), response_headers, http2);
+            let req = UpgradeRequest {
+                parts,
+                protocol: token,
+                body,
+            };
+            connection::spawn(config, on_upgrade, serve, req);
+            res
+        };
+        if !has_body {
+            return ResponseFuture::ready(start(Bytes::new(), parts));
+        }
+        let limit = accepted.body_limit;
+        ResponseFuture::upgrade(Box::pin(async move {
+            // Polling the body makes hyper send `100 Continue` first when the client sent
+            // `Expect: 100-continue` (RFC 9110 §7.8: 100 before 101).
+            match Limited::new(body, limit).collect().await {
+                Ok(collected) => start(collected.to_bytes(), parts),
+                Err(e) => {
+                    let e: BoxError = e;
+                    let rejection = if e.is::<http_body_util::LengthLimitError>() {
+                        Rejection::new(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            "request body too large for upgrade\n",
+                        )
+                    } else {
+                        Rejection::new(StatusCode::BAD_REQUEST, "failed to read request body\n")
+                    };
+                    tracing::debug!(error = %e, "upgrade request body not read");
+                    rejection_response(rejection)
+                }
+            }
+        }))
+    }
+}
