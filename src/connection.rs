@@ -42,7 +42,7 @@ async fn run(config: Arc<Config>, on_upgrade: OnUpgrade, serve: Serve, req: Upgr
             }
             report(
                 &config,
-                UpgradeError::new(UpgradeErrorKind::Upgrade, protocol.as_str(), Some(e.into())),
+                &UpgradeError::new(UpgradeErrorKind::Upgrade, protocol.as_str(), Some(e.into())),
             );
             return;
         }
@@ -58,7 +58,7 @@ async fn run(config: Arc<Config>, on_upgrade: OnUpgrade, serve: Serve, req: Upgr
             tracing::warn!(%protocol, error = %e, "upgraded connection failed");
             report(
                 &config,
-                UpgradeError::new(UpgradeErrorKind::Handler, protocol.as_str(), Some(e)),
+                &UpgradeError::new(UpgradeErrorKind::Handler, protocol.as_str(), Some(e)),
             );
         }
         Err(panic) => {
@@ -66,7 +66,7 @@ async fn run(config: Arc<Config>, on_upgrade: OnUpgrade, serve: Serve, req: Upgr
             tracing::error!(%protocol, panic = %message, "protocol handler panicked");
             report(
                 &config,
-                UpgradeError::new(
+                &UpgradeError::new(
                     UpgradeErrorKind::Panic,
                     protocol.as_str(),
                     Some(message.into()),
