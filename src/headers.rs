@@ -127,3 +127,152 @@ pub(crate) fn offer_matches(token: &UpgradeToken, name: &[u8], version: Option<&
     token.name().as_bytes().eq_ignore_ascii_case(name)
         && token.version().map(str::as_bytes) == version
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderMap;
+
+    fn map(name: header::HeaderName, lines: &[&[u8]]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for l in lines {
+            m.append(name.clone(), HeaderValue::from_bytes(l).unwrap());
+        }
+        m
+    }
+
+    fn elems(lines: &[&[u8]]) -> Vec<Result<String, ListError>> {
+        let m = map(header::UPGRADE, lines);
+        List::new(&m, header::UPGRADE)
+            .map(|r| r.map(|e| String::from_utf8(e.to_vec()).unwrap()))
+            .collect()
+    }
+
+    fn ok(v: &[&str]) -> Vec<Result<String, ListError>> {
+        v.iter().map(|s| Ok((*s).to_owned())).collect()
+    }
+
+    #[test]
+    fn splits_one_line() {
+        assert_eq!(elems(&[b"foo/2, bar"]), ok(&["foo/2", "bar"]));
+        assert_eq!(elems(&[b"websocket"]), ok(&["websocket"]));
+    }
+
+    #[test]
+    fn joins_several_lines() {
+        assert_eq!(elems(&[b"a", b"b, c", b"d"]), ok(&["a", "b", "c", "d"]));
+    }
+
+    #[test]
+    fn trims_optional_whitespace() {
+        assert_eq!(elems(&[b" \ta\t ,  b  "]), ok(&["a", "b"]));
+        assert_eq!(
+            elems(&[b"a b"]),
+            ok(&["a b"]),
+            "inner space is kept (and later rejected)"
+        );
+    }
+
+    #[test]
+    fn skips_empty_elements() {
+        assert_eq!(elems(&[b"foo ,bar,"]), ok(&["foo", "bar"]));
+        assert_eq!(
+            elems(&[b"foo , ,bar,charlie"]),
+            ok(&["foo", "bar", "charlie"])
+        );
+        assert_eq!(elems(&[b",,, a"]), ok(&["a"]));
+        assert_eq!(elems(&[b""]), ok(&[]));
+        assert_eq!(elems(&[b","]), ok(&[]));
+        assert_eq!(elems(&[b",   ,"]), ok(&[]));
+        assert_eq!(elems(&[b"", b"a", b""]), ok(&["a"]));
+        assert_eq!(elems(&[]), ok(&[]));
+    }
+
+    #[test]
+    fn bounds_the_number_of_elements() {
+        let exactly: Vec<u8> = vec![b'a'; MAX_LIST_ELEMENTS]
+            .iter()
+            .map(|_| "x".to_owned())
+            .collect::<Vec<_>>()
+            .join(",")
+            .into_bytes();
+        assert_eq!(elems(&[&exactly]).len(), MAX_LIST_ELEMENTS);
+        assert!(elems(&[&exactly]).iter().all(Result::is_ok));
+
+        let over = [exactly.as_slice(), b",y"].concat();
+        let got = elems(&[&over]);
+        assert_eq!(got.last(), Some(&Err(ListError::TooLong)));
+        assert_eq!(got.len(), MAX_LIST_ELEMENTS + 1);
+
+        // Empty elements count too, across lines, so a flood of commas is bounded.
+        let commas = vec![b','; 10_000];
+        assert_eq!(elems(&[&commas, b"a"]), vec![Err(ListError::TooLong)]);
+        let lines: Vec<&[u8]> = vec![b""; MAX_LIST_ELEMENTS + 1];
+        assert_eq!(elems(&lines), vec![Err(ListError::TooLong)]);
+    }
+
+    #[test]
+    fn parses_protocols() {
+        assert_eq!(parse_protocol(b"foo/2"), Ok((&b"foo"[..], Some(&b"2"[..]))));
+        assert_eq!(parse_protocol(b"h2c"), Ok((&b"h2c"[..], None)));
+        assert_eq!(
+            parse_protocol(b"HTTP/2.0"),
+            Ok((&b"HTTP"[..], Some(&b"2.0"[..])))
+        );
+        for bad in [
+            &b"foo/"[..],
+            b"/2",
+            b"/",
+            b"a/b/c",
+            b"a b",
+            b"a\tb",
+            b"\"quoted\"",
+            b"a;b",
+            b"a=b",
+            b"a@b",
+            b"\x01",
+            b"\x7f",
+            b"caf\xc3\xa9",
+            b"a(b)",
+            b"{a}",
+        ] {
+            assert_eq!(parse_protocol(bad), Err(ListError::Invalid), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn connection_option_is_found_case_insensitively() {
+        let has = |lines: &[&[u8]]| connection_has(&map(header::CONNECTION, lines), "upgrade");
+        assert!(has(&[b"upgrade"]));
+        assert!(has(&[b"Upgrade"]));
+        assert!(has(&[b"UPGRADE"]));
+        assert!(has(&[b"keep-alive, Upgrade"]));
+        assert!(has(&[b"keep-alive", b"upgrade"]));
+        assert!(has(&[b" , upgrade ,"]));
+        assert!(has(&[b"Upgrade, HTTP2-Settings"]));
+        assert!(!has(&[b"keep-alive"]));
+        assert!(!has(&[b"upgraded"]));
+        assert!(!has(&[b"up grade"]));
+        assert!(!has(&[]));
+        // Past the bound nothing more is examined.
+        let long = [
+            vec![b'x', b','].repeat(MAX_LIST_ELEMENTS),
+            b"upgrade".to_vec(),
+        ]
+        .concat();
+        assert!(!has(&[&long]));
+    }
+
+    #[test]
+    fn offers_match_name_case_insensitively_and_version_exactly() {
+        let t = UpgradeToken::new("foo/2").unwrap();
+        assert!(offer_matches(&t, b"FOO", Some(b"2")));
+        assert!(!offer_matches(&t, b"foo", None));
+        assert!(!offer_matches(&t, b"foo", Some(b"20")));
+        let t = UpgradeToken::new("websocket").unwrap();
+        assert!(offer_matches(&t, b"WebSocket", None));
+        assert!(!offer_matches(&t, b"websocket", Some(b"13")));
+        let t = UpgradeToken::new("x/A").unwrap();
+        assert!(!offer_matches(&t, b"x", Some(b"a")));
+    }
+}

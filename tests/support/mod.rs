@@ -1,0 +1,130 @@
+//! Helpers for tests that talk to real servers over loopback TCP.
+#![allow(dead_code, unreachable_pub)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// How long any single read in a test may take before the test fails.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Serves `app` with `axum::serve` on `127.0.0.1:0`.
+pub async fn spawn_axum(app: Router) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+/// Serves `svc` with `hyper::server::conn::http1` on `127.0.0.1:0`, with upgrades on
+/// (`with_upgrades = true`) or off.
+pub async fn spawn_hyper<S>(svc: S, with_upgrades: bool) -> SocketAddr
+where
+    S: tower::Service<
+            http::Request<Incoming>,
+            Response = http::Response<axum::body::Body>,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let svc = TowerToHyperService::new(svc.clone());
+            tokio::spawn(async move {
+                let conn = hyper::server::conn::http1::Builder::new();
+                if with_upgrades {
+                    let _ = conn
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .with_upgrades()
+                        .await;
+                } else {
+                    let _ = conn.serve_connection(TokioIo::new(stream), svc).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Connects and writes `request` at once.
+pub async fn send(addr: SocketAddr, request: &[u8]) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    stream
+}
+
+/// Reads one response head (through the blank line), byte by byte so that nothing after it
+/// is consumed.
+pub async fn read_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(IO_TIMEOUT, stream.read(&mut byte))
+            .await
+            .expect("timed out reading a response head")
+            .unwrap();
+        assert!(
+            n == 1,
+            "connection closed mid-head: {:?}",
+            String::from_utf8_lossy(&head)
+        );
+        head.push(byte[0]);
+    }
+    String::from_utf8(head).unwrap()
+}
+
+/// Reads exactly `n` bytes.
+pub async fn read_exact(stream: &mut TcpStream, n: usize) -> Vec<u8> {
+    let mut buf = vec![0; n];
+    tokio::time::timeout(IO_TIMEOUT, stream.read_exact(&mut buf))
+        .await
+        .expect("timed out reading")
+        .unwrap();
+    buf
+}
+
+/// Reads a full response with a `Content-Length` body: (head, body).
+pub async fn read_response(stream: &mut TcpStream) -> (String, String) {
+    let head = read_head(stream).await;
+    let len = header(&head, "content-length").map_or(0, |v| v.parse().unwrap());
+    let body = read_exact(stream, len).await;
+    (head, String::from_utf8(body).unwrap())
+}
+
+/// Reads until the peer closes the connection.
+pub async fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
+    let mut buf = Vec::new();
+    tokio::time::timeout(IO_TIMEOUT, stream.read_to_end(&mut buf))
+        .await
+        .expect("timed out waiting for the connection to close")
+        .unwrap();
+    buf
+}
+
+/// The value of a header in a response head (name compared case-insensitively).
+pub fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().skip(1).find_map(|line| {
+        let (n, v) = line.split_once(':')?;
+        n.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// The names of the headers in a response head, lowercased, in order.
+pub fn header_names(head: &str) -> Vec<String> {
+    head.lines()
+        .skip(1)
+        .filter_map(|line| line.split_once(':').map(|(n, _)| n.to_ascii_lowercase()))
+        .collect()
+}
