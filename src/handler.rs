@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue, IntoHeaderName};
 use http::{Response, StatusCode, request};
 
 use crate::error::BoxError;
@@ -34,7 +34,7 @@ use crate::token::UpgradeToken;
 ///
 /// ```
 /// use std::sync::Arc;
-/// use http::{StatusCode, request::Parts};
+/// use http::{HeaderValue, StatusCode, request::Parts};
 /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// use tower_upgrade::{
 ///     BoxError, Decision, Accepted, ProtocolHandler, Rejection, UpgradeRequest, UpgradedIo,
@@ -52,7 +52,7 @@ use crate::token::UpgradeToken;
 ///
 ///     fn accept(&self, req: &Parts) -> Decision<String> {
 ///         match req.headers.get("x-ping-key").and_then(|v| v.to_str().ok()) {
-///             Some(key) => Accepted::new(key.to_owned()).header("x-ping-ok", "1").into(),
+///             Some(key) => Accepted::new(key.to_owned()).header("x-ping-ok", HeaderValue::from_static("1")).into(),
 ///             None => Rejection::new(StatusCode::BAD_REQUEST, "missing X-Ping-Key").into(),
 ///         }
 ///     }
@@ -170,10 +170,9 @@ impl<T> Accepted<T> {
     ///
     /// # Panics
     ///
-    /// If `value` is not a valid header value; use
-    /// [`headers_mut`](Accepted::headers_mut) for values from the request.
-    pub fn header(mut self, name: HeaderName, value: &'static str) -> Self {
-        self.headers.append(name, HeaderValue::from_static(value));
+    /// If `name` is a `&'static str` that is not a valid header name.
+    pub fn header(mut self, name: impl IntoHeaderName, value: HeaderValue) -> Self {
+        self.headers.append(name, value);
         self
     }
 
@@ -222,7 +221,11 @@ impl Rejection {
     }
 
     /// Adds a header to the response.
-    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+    ///
+    /// # Panics
+    ///
+    /// If `name` is a `&'static str` that is not a valid header name.
+    pub fn header(mut self, name: impl IntoHeaderName, value: HeaderValue) -> Self {
         self.headers.append(name, value);
         self
     }

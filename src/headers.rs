@@ -133,16 +133,16 @@ mod tests {
     use super::*;
     use http::HeaderMap;
 
-    fn map(name: header::HeaderName, lines: &[&[u8]]) -> HeaderMap {
+    fn map(name: &header::HeaderName, lines: &[&[u8]]) -> HeaderMap {
         let mut m = HeaderMap::new();
         for l in lines {
-            m.append(name.clone(), HeaderValue::from_bytes(l).unwrap());
+            m.append(name, HeaderValue::from_bytes(l).unwrap());
         }
         m
     }
 
     fn elems(lines: &[&[u8]]) -> Vec<Result<String, ListError>> {
-        let m = map(header::UPGRADE, lines);
+        let m = map(&header::UPGRADE, lines);
         List::new(&m, header::UPGRADE)
             .map(|r| r.map(|e| String::from_utf8(e.to_vec()).unwrap()))
             .collect()
@@ -190,12 +190,7 @@ mod tests {
 
     #[test]
     fn bounds_the_number_of_elements() {
-        let exactly: Vec<u8> = vec![b'a'; MAX_LIST_ELEMENTS]
-            .iter()
-            .map(|_| "x".to_owned())
-            .collect::<Vec<_>>()
-            .join(",")
-            .into_bytes();
+        let exactly = vec!["x"; MAX_LIST_ELEMENTS].join(",").into_bytes();
         assert_eq!(elems(&[&exactly]).len(), MAX_LIST_ELEMENTS);
         assert!(elems(&[&exactly]).iter().all(Result::is_ok));
 
@@ -242,7 +237,7 @@ mod tests {
 
     #[test]
     fn connection_option_is_found_case_insensitively() {
-        let has = |lines: &[&[u8]]| connection_has(&map(header::CONNECTION, lines), "upgrade");
+        let has = |lines: &[&[u8]]| connection_has(&map(&header::CONNECTION, lines), "upgrade");
         assert!(has(&[b"upgrade"]));
         assert!(has(&[b"Upgrade"]));
         assert!(has(&[b"UPGRADE"]));
@@ -255,11 +250,7 @@ mod tests {
         assert!(!has(&[b"up grade"]));
         assert!(!has(&[]));
         // Past the bound nothing more is examined.
-        let long = [
-            vec![b'x', b','].repeat(MAX_LIST_ELEMENTS),
-            b"upgrade".to_vec(),
-        ]
-        .concat();
+        let long = [[b'x', b','].repeat(MAX_LIST_ELEMENTS), b"upgrade".to_vec()].concat();
         assert!(!has(&[&long]));
     }
 

@@ -54,7 +54,7 @@ impl ProtocolHandler for Guarded {
         }
         match req.headers.get("x-allow") {
             Some(v) if v == "yes" => Accepted::new("welcome")
-                .header(http::header::HeaderName::from_static("x-accepted"), "1")
+                .header("x-accepted", http::HeaderValue::from_static("1"))
                 .read_body(1024)
                 .into(),
             _ => Rejection::new(StatusCode::FORBIDDEN, "not allowed\n").into(),
