@@ -6,23 +6,71 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use hyper::upgrade::OnUpgrade;
 use pin_project_lite::pin_project;
+use tracing::Instrument;
 
 use crate::error::{UpgradeError, UpgradeErrorKind};
 use crate::handler::UpgradeRequest;
 use crate::io::UpgradedIo;
 use crate::layer::Config;
 use crate::registry::Serve;
+use crate::tracker::{Event, Slot};
 
 /// Spawns the connection task: wait for hyper to hand over the connection (after the `101`
-/// has been written), then run the handler. Failures are reported, never propagated.
-pub(crate) fn spawn(config: Arc<Config>, on_upgrade: OnUpgrade, serve: Serve, req: UpgradeRequest) {
-    tokio::spawn(run(config, on_upgrade, serve, req));
+/// has been written), then run the handler. Failures are reported, never propagated. The
+/// slot is released when the task ends, whatever way.
+pub(crate) fn spawn(
+    config: Arc<Config>,
+    on_upgrade: OnUpgrade,
+    serve: Serve,
+    req: UpgradeRequest,
+    slot: Slot,
+) {
+    let span = tracing::info_span!(
+        "upgraded",
+        protocol = %req.protocol,
+        peer = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+        duration_ms = tracing::field::Empty,
+    );
+    let tracker = slot.tracker().clone();
+    let abort = tracker.abort_token().clone();
+    let task = async move {
+        let start = Instant::now();
+        let protocol = req.protocol.clone();
+        let result = tokio::select! {
+            biased;
+            () = abort.cancelled() => Err(UpgradeError::new(UpgradeErrorKind::Aborted, protocol.as_str(), None)),
+            result = run(&config, on_upgrade, serve, req) => result,
+        };
+        let span = tracing::Span::current();
+        span.record("duration_ms", start.elapsed().as_millis() as u64);
+        match result {
+            Ok(()) => {
+                span.record("outcome", "completed");
+                slot.tracker().record(slot.protocol(), Event::Completed);
+                tracing::debug!("upgraded connection ended");
+            }
+            Err(error) => {
+                span.record("outcome", tracing::field::display(error.kind_str()));
+                slot.tracker().record(slot.protocol(), Event::Failed);
+                report(&config, &error);
+            }
+        }
+        drop(slot);
+    };
+    tracker.tasks().spawn(task.instrument(span));
 }
 
-async fn run(config: Arc<Config>, on_upgrade: OnUpgrade, serve: Serve, req: UpgradeRequest) {
+async fn run(
+    config: &Config,
+    on_upgrade: OnUpgrade,
+    serve: Serve,
+    req: UpgradeRequest,
+) -> Result<(), UpgradeError> {
     let protocol = req.protocol.clone();
     let upgraded = match on_upgrade.await {
         Ok(upgraded) => upgraded,
@@ -30,7 +78,6 @@ async fn run(config: Arc<Config>, on_upgrade: OnUpgrade, serve: Serve, req: Upgr
             if e.is_user() {
                 // hyper's "upgrade expected but low level API in use".
                 tracing::error!(
-                    %protocol,
                     error = %e,
                     "the 101 was sent but hyper could not hand over the connection: serve it \
                      with `.with_upgrades()` (hyper) or `serve_connection_with_upgrades` \
@@ -38,45 +85,50 @@ async fn run(config: Arc<Config>, on_upgrade: OnUpgrade, serve: Serve, req: Upgr
                 );
             } else {
                 // Usually the client went away before the switch.
-                tracing::debug!(%protocol, error = %e, "connection closed before the switch");
+                tracing::debug!(error = %e, "connection closed before the switch");
             }
-            report(
-                &config,
-                &UpgradeError::new(UpgradeErrorKind::Upgrade, protocol.as_str(), Some(e.into())),
-            );
-            return;
+            return Err(UpgradeError::new(
+                UpgradeErrorKind::Upgrade,
+                protocol.as_str(),
+                Some(e.into()),
+            ));
         }
     };
-    let io = UpgradedIo::new(upgraded);
+    let io = UpgradedIo::new(upgraded, config.idle_timeout);
+    if let Some(peer) = io.tcp_stream().and_then(|tcp| tcp.peer_addr().ok()) {
+        tracing::Span::current().record("peer", tracing::field::display(peer));
+    }
+    tracing::debug!("upgraded connection started");
     match (CatchUnwind {
         future: serve(io, req),
     })
     .await
     {
-        Ok(Ok(())) => tracing::trace!(%protocol, "upgraded connection finished"),
+        Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => {
-            tracing::warn!(%protocol, error = %e, "upgraded connection failed");
-            report(
-                &config,
-                &UpgradeError::new(UpgradeErrorKind::Handler, protocol.as_str(), Some(e)),
-            );
+            tracing::warn!(error = %e, "upgraded connection failed");
+            Err(UpgradeError::new(
+                UpgradeErrorKind::Handler,
+                protocol.as_str(),
+                Some(e),
+            ))
         }
         Err(panic) => {
             let message = panic_message(&*panic);
-            tracing::error!(%protocol, panic = %message, "protocol handler panicked");
-            report(
-                &config,
-                &UpgradeError::new(
-                    UpgradeErrorKind::Panic,
-                    protocol.as_str(),
-                    Some(message.into()),
-                ),
-            );
+            tracing::error!(panic = %message, "protocol handler panicked");
+            Err(UpgradeError::new(
+                UpgradeErrorKind::Panic,
+                protocol.as_str(),
+                Some(message.into()),
+            ))
         }
     }
 }
 
 fn report(config: &Config, error: &UpgradeError) {
+    if error.kind() == UpgradeErrorKind::Aborted {
+        tracing::warn!("upgraded connection aborted at the drain deadline");
+    }
     if let Some(on_failed) = &config.on_failed {
         // A panicking callback must not take the task's accounting with it.
         if catch_unwind(AssertUnwindSafe(|| on_failed(error))).is_err() {

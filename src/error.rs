@@ -134,6 +134,15 @@ impl UpgradeError {
         self.kind
     }
 
+    pub(crate) fn kind_str(&self) -> &'static str {
+        match self.kind {
+            UpgradeErrorKind::Upgrade => "upgrade_failed",
+            UpgradeErrorKind::Handler => "handler_error",
+            UpgradeErrorKind::Panic => "panic",
+            UpgradeErrorKind::Aborted => "aborted",
+        }
+    }
+
     /// The protocol the connection had switched to.
     #[must_use]
     pub fn protocol(&self) -> &str {

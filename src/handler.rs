@@ -12,6 +12,7 @@ use http::{Response, StatusCode, request};
 use crate::error::BoxError;
 use crate::io::UpgradedIo;
 use crate::token::UpgradeToken;
+use crate::tracker::ShutdownSignal;
 
 /// A protocol that a connection can switch to.
 ///
@@ -292,6 +293,7 @@ pub struct UpgradeRequest {
     pub(crate) parts: request::Parts,
     pub(crate) protocol: UpgradeToken,
     pub(crate) body: Bytes,
+    pub(crate) shutdown: ShutdownSignal,
 }
 
 impl UpgradeRequest {
@@ -329,6 +331,13 @@ impl UpgradeRequest {
     #[must_use]
     pub fn protocol(&self) -> &UpgradeToken {
         &self.protocol
+    }
+
+    /// Fires when graceful shutdown starts: end the protocol cleanly then. A handler that
+    /// ignores it is aborted at the drain deadline; see [`Tracker`](crate::Tracker).
+    #[must_use]
+    pub fn shutdown(&self) -> &ShutdownSignal {
+        &self.shutdown
     }
 
     /// The request body, read before the switch; empty unless the handler

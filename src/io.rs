@@ -1,15 +1,18 @@
 //! The upgraded connection handed to protocol handlers.
 
 use std::fmt;
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
 
 /// The connection after `101 Switching Protocols`, as a tokio [`AsyncRead`] +
 /// [`AsyncWrite`].
@@ -29,6 +32,8 @@ pub struct UpgradedIo {
     /// Bytes read ahead by hyper, not yet handed out. Never an empty `Bytes`.
     pre: Option<Bytes>,
     inner: Inner,
+    /// The idle timer, when the layer has an idle timeout.
+    idle: Option<Idle>,
 }
 
 enum Inner {
@@ -36,8 +41,17 @@ enum Inner {
     Upgraded(TokioIo<Upgraded>),
 }
 
+struct Idle {
+    timeout: Duration,
+    sleep: Pin<Box<Sleep>>,
+}
+
 impl UpgradedIo {
-    pub(crate) fn new(upgraded: Upgraded) -> Self {
+    pub(crate) fn new(upgraded: Upgraded, idle_timeout: Option<Duration>) -> Self {
+        let idle = idle_timeout.map(|timeout| Idle {
+            timeout,
+            sleep: Box::pin(tokio::time::sleep(timeout)),
+        });
         match unwrap_tcp(upgraded) {
             Ok((io, read_buf)) => {
                 // `read_buf` is a view into hyper's whole read buffer: copy the few bytes out
@@ -46,11 +60,35 @@ impl UpgradedIo {
                 Self {
                     pre,
                     inner: Inner::Tcp(io.into_inner()),
+                    idle,
                 }
             }
             Err(upgraded) => Self {
                 pre: None,
                 inner: Inner::Upgraded(TokioIo::new(upgraded)),
+                idle,
+            },
+        }
+    }
+
+    /// Applies the idle timeout to the result of an IO operation: progress pushes the
+    /// deadline back; no progress past the deadline is an error.
+    #[inline]
+    fn track<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        let Some(idle) = &mut self.idle else {
+            return poll;
+        };
+        match poll {
+            Poll::Ready(result) => {
+                idle.sleep.as_mut().reset(Instant::now() + idle.timeout);
+                Poll::Ready(result)
+            }
+            Poll::Pending => match idle.sleep.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "upgraded connection idle timeout",
+                ))),
+                Poll::Pending => Poll::Pending,
             },
         }
     }
@@ -124,10 +162,12 @@ impl AsyncRead for UpgradedIo {
             }
             return Poll::Ready(Ok(()));
         }
-        match &mut self.inner {
+        let this = &mut *self;
+        let poll = match &mut this.inner {
             Inner::Tcp(tcp) => Pin::new(tcp).poll_read(cx, buf),
             Inner::Upgraded(up) => Pin::new(up).poll_read(cx, buf),
-        }
+        };
+        this.track(cx, poll)
     }
 }
 
@@ -138,10 +178,12 @@ impl AsyncWrite for UpgradedIo {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match &mut self.inner {
+        let this = &mut *self;
+        let poll = match &mut this.inner {
             Inner::Tcp(tcp) => Pin::new(tcp).poll_write(cx, buf),
             Inner::Upgraded(up) => Pin::new(up).poll_write(cx, buf),
-        }
+        };
+        this.track(cx, poll)
     }
 
     #[inline]
@@ -150,10 +192,12 @@ impl AsyncWrite for UpgradedIo {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match &mut self.inner {
+        let this = &mut *self;
+        let poll = match &mut this.inner {
             Inner::Tcp(tcp) => Pin::new(tcp).poll_write_vectored(cx, bufs),
             Inner::Upgraded(up) => Pin::new(up).poll_write_vectored(cx, bufs),
-        }
+        };
+        this.track(cx, poll)
     }
 
     #[inline]

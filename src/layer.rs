@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tower_layer::Layer;
 
@@ -9,6 +10,7 @@ use crate::error::{ConfigError, UpgradeError};
 use crate::handler::ProtocolHandler;
 use crate::registry::Registry;
 use crate::service::Upgrade;
+use crate::tracker::Tracker;
 
 /// Callback for failures after the `101`.
 pub(crate) type OnFailed = Arc<dyn Fn(&UpgradeError) + Send + Sync>;
@@ -20,6 +22,8 @@ pub(crate) struct Config {
     pub(crate) require_upgrade: bool,
     pub(crate) server_order: bool,
     pub(crate) on_failed: Option<OnFailed>,
+    pub(crate) tracker: Tracker,
+    pub(crate) idle_timeout: Option<Duration>,
 }
 
 /// Layer that switches protocols on HTTP/1.1 upgrade requests, with the handlers of a
@@ -96,6 +100,31 @@ impl UpgradeLayer {
     pub fn registry(&self) -> &Registry {
         &self.config.registry
     }
+
+    /// The [`Tracker`] of this layer's upgraded connections: counts, limits, graceful
+    /// shutdown. Clones share it.
+    pub fn tracker(&self) -> &Tracker {
+        &self.config.tracker
+    }
+
+    /// Uses `tracker`, which may be shared with other layers, so that their counts, limits
+    /// and shutdown are one.
+    ///
+    /// By default each layer made with [`new`](UpgradeLayer::new) or
+    /// [`with_registry`](UpgradeLayer::with_registry) has a tracker of its own.
+    pub fn with_tracker(mut self, tracker: Tracker) -> Self {
+        Arc::make_mut(&mut self.config).tracker = tracker;
+        self
+    }
+
+    /// Ends an upgraded connection that has had no read or write progress for `timeout`:
+    /// the handler's next read or write fails with [`std::io::ErrorKind::TimedOut`].
+    ///
+    /// The default is no idle timeout.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        Arc::make_mut(&mut self.config).idle_timeout = Some(timeout);
+        self
+    }
 }
 
 impl<S> Layer<S> for UpgradeLayer {
@@ -119,6 +148,8 @@ impl fmt::Debug for Config {
             .field("require_upgrade", &self.require_upgrade)
             .field("server_order", &self.server_order)
             .field("on_failed_upgrade", &self.on_failed.is_some())
+            .field("tracker", &self.tracker)
+            .field("idle_timeout", &self.idle_timeout)
             .finish()
     }
 }

@@ -104,6 +104,7 @@ mod registry;
 mod response;
 mod service;
 mod token;
+mod tracker;
 
 #[doc(inline)]
 pub use self::{
@@ -118,4 +119,5 @@ pub use self::{
     registry::Registry,
     service::Upgrade,
     token::UpgradeToken,
+    tracker::{Counts, DrainReport, ShutdownSignal, Stats, Tracker},
 };

@@ -6,6 +6,7 @@ use http::{Response, StatusCode, Version};
 
 use crate::handler::Rejection;
 use crate::registry::Registry;
+use crate::tracker::Tracker;
 
 const UPGRADE: HeaderValue = HeaderValue::from_static("upgrade");
 
@@ -63,4 +64,12 @@ fn upgrade_required_reason(registry: &Registry) -> String {
 
 pub(crate) fn rejection_response<B: From<Bytes>>(rejection: Rejection) -> Response<B> {
     rejection.into_response().map(B::from)
+}
+
+/// `503 Service Unavailable` with `Retry-After`, for limits and shutdown.
+pub(crate) fn unavailable<B: From<Bytes>>(tracker: &Tracker, reason: &'static str) -> Response<B> {
+    rejection_response(
+        Rejection::new(StatusCode::SERVICE_UNAVAILABLE, reason)
+            .header(header::RETRY_AFTER, tracker.retry_after()),
+    )
 }

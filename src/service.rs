@@ -18,7 +18,8 @@ use crate::handler::{Decision, Rejection, UpgradeRequest};
 use crate::headers::ListError;
 use crate::layer::Config;
 use crate::registry::Selection;
-use crate::response::{rejection_response, switching, upgrade_required};
+use crate::response::{rejection_response, switching, unavailable, upgrade_required};
+use crate::tracker::{Event, Refusal};
 
 /// Middleware that switches protocols on upgrade requests and passes every other request
 /// to the inner service.
@@ -153,10 +154,19 @@ impl<S> Upgrade<S> {
         ResBody: From<Bytes> + Send + 'static,
     {
         let entry = self.config.registry.entry(index);
+        let tracker = &self.config.tracker;
+        let protocol = tracker.protocol(&entry.token);
+        tracker.record(&protocol, Event::Attempt);
+        if tracker.is_shutting_down() {
+            tracker.record(&protocol, Event::RejectedShuttingDown);
+            tracing::debug!(protocol = %entry.token, reason = "shutting down", "upgrade request refused");
+            return ResponseFuture::ready(unavailable(tracker, "server is shutting down\n"));
+        }
         let (mut parts, body) = req.into_parts();
         let accepted = match entry.handler.accept(&parts) {
             Decision::Accept(accepted) => accepted,
             Decision::Reject(rejection) => {
+                tracker.record(&protocol, Event::RejectedByHandler);
                 tracing::debug!(
                     protocol = %entry.token,
                     status = rejection.status().as_u16(),
@@ -165,7 +175,10 @@ impl<S> Upgrade<S> {
                 );
                 return ResponseFuture::ready(rejection_response(rejection));
             }
-            Decision::Decline => return self.pass(Request::from_parts(parts, body)),
+            Decision::Decline => {
+                tracker.record(&protocol, Event::Declined);
+                return self.pass(Request::from_parts(parts, body));
+            }
         };
         // RFC 9110 §7.8: the client starts the new protocol only after the whole request;
         // a body must be read before switching, or the upgrade declined.
@@ -173,12 +186,14 @@ impl<S> Upgrade<S> {
         if has_body
             && (accepted.body_limit == 0 || body.size_hint().lower() > accepted.body_limit as u64)
         {
+            tracker.record(&protocol, Event::Declined);
             tracing::debug!(protocol = %entry.token, "upgrade declined: request body not accepted");
             return self.pass(Request::from_parts(parts, body));
         }
         // Never send a 101 that cannot be honoured. hyper attaches `OnUpgrade` to every
         // HTTP/1.1 request with `Upgrade` and to HTTP/2 CONNECT requests.
         let Some(on_upgrade) = parts.extensions.remove::<OnUpgrade>() else {
+            tracker.record(&protocol, Event::RejectedCannotSwitch);
             tracing::error!(
                 protocol = %entry.token,
                 "cannot switch protocols: the request carries no hyper `OnUpgrade`. Serve the \
@@ -191,24 +206,43 @@ impl<S> Upgrade<S> {
                 "this connection cannot switch protocols\n",
             )));
         };
+        // The slot is held from here to the end of the handler, however it ends.
+        let slot = match tracker.acquire(&protocol) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                let (event, reason) = match refusal {
+                    Refusal::AtLimit => (Event::RejectedAtLimit, "too many upgraded connections\n"),
+                    Refusal::ShuttingDown => {
+                        (Event::RejectedShuttingDown, "server is shutting down\n")
+                    }
+                };
+                tracker.record(&protocol, event);
+                tracing::debug!(protocol = %entry.token, reason = reason.trim_end(), "upgrade request refused");
+                return ResponseFuture::ready(unavailable(tracker, reason));
+            }
+        };
         let token = entry.token.clone();
         let config = Arc::clone(&self.config);
         let serve = accepted.state;
         let response_headers = accepted.headers;
         let start = move |body: Bytes, parts| {
             let res = switching(token.header_value(), response_headers, http2);
+            slot.tracker().record(slot.protocol(), Event::Accepted);
+            let shutdown = slot.tracker().signal();
             let req = UpgradeRequest {
                 parts,
                 protocol: token,
                 body,
+                shutdown,
             };
-            connection::spawn(config, on_upgrade, serve, req);
+            connection::spawn(config, on_upgrade, serve, req, slot);
             res
         };
         if !has_body {
             return ResponseFuture::ready(start(Bytes::new(), parts));
         }
         let limit = accepted.body_limit;
+        let tracker = tracker.clone();
         ResponseFuture::upgrade(Box::pin(async move {
             // Polling the body makes hyper send `100 Continue` first when the client sent
             // `Expect: 100-continue` (RFC 9110 §7.8: 100 before 101).
@@ -224,6 +258,7 @@ impl<S> Upgrade<S> {
                     } else {
                         Rejection::new(StatusCode::BAD_REQUEST, "failed to read request body\n")
                     };
+                    tracker.record(&protocol, Event::RejectedBody);
                     tracing::debug!(error = %e, "upgrade request body not read");
                     rejection_response(rejection)
                 }
