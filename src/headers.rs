@@ -102,11 +102,29 @@ fn trim_ows(mut s: &[u8]) -> &[u8] {
 
 /// Whether the `Connection` field lists `option` (case-insensitive, RFC 9110 §7.6.1).
 ///
-/// Elements past the bound are not examined; an invalid element is skipped.
+/// Elements past the bound are not examined.
+#[allow(dead_code)] // for protocol handlers that need other connection options
 pub(crate) fn connection_has(headers: &HeaderMap, option: &str) -> bool {
     List::new(headers, header::CONNECTION)
         .map_while(Result::ok)
         .any(|elem| elem.eq_ignore_ascii_case(option.as_bytes()))
+}
+
+/// Whether the `Connection` field asks for an upgrade that can be honoured: it lists
+/// `upgrade` and not `close`.
+///
+/// `Connection: close, upgrade` contradicts itself (RFC 9112 §9.6: after `close` the
+/// server closes the connection once the response is sent); such a request is served as
+/// an ordinary request rather than switched.
+pub(crate) fn connection_upgrades(headers: &HeaderMap) -> bool {
+    let mut upgrade = false;
+    for elem in List::new(headers, header::CONNECTION).map_while(Result::ok) {
+        if elem.eq_ignore_ascii_case(b"close") {
+            return false;
+        }
+        upgrade |= elem.eq_ignore_ascii_case(b"upgrade");
+    }
+    upgrade
 }
 
 /// One element of an `Upgrade` list: `protocol-name ["/" protocol-version]`.
@@ -252,6 +270,15 @@ mod tests {
         // Past the bound nothing more is examined.
         let long = [[b'x', b','].repeat(MAX_LIST_ELEMENTS), b"upgrade".to_vec()].concat();
         assert!(!has(&[&long]));
+    }
+
+    #[test]
+    fn close_cancels_upgrade() {
+        let upgrades = |lines: &[&[u8]]| connection_upgrades(&map(&header::CONNECTION, lines));
+        assert!(upgrades(&[b"keep-alive, Upgrade"]));
+        assert!(!upgrades(&[b"close, upgrade"]));
+        assert!(!upgrades(&[b"Upgrade", b"Close"]));
+        assert!(!upgrades(&[b"keep-alive"]));
     }
 
     #[test]

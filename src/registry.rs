@@ -10,7 +10,7 @@ use http::{Method, Request, Version, request};
 
 use crate::error::{BoxError, ConfigError};
 use crate::handler::{Decision, ProtocolHandler, UpgradeRequest};
-use crate::headers::{List, ListError, connection_has, offer_matches, parse_protocol};
+use crate::headers::{List, ListError, connection_upgrades, offer_matches, parse_protocol};
 use crate::io::UpgradedIo;
 use crate::token::UpgradeToken;
 
@@ -186,8 +186,8 @@ impl Registry {
     fn select_http11<B>(&self, req: &Request<B>, server_order: bool) -> Selection {
         let headers = req.headers();
         // RFC 9110 §7.6.1: `Upgrade` without the `upgrade` connection option was forwarded by
-        // mistake and is ignored.
-        if !connection_has(headers, "upgrade") {
+        // mistake and is ignored; with `close` it cannot be honoured.
+        if !connection_upgrades(headers) {
             return Selection::None;
         }
         let mut best: Option<usize> = None;
