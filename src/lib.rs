@@ -94,6 +94,10 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod connection;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+#[allow(missing_docs, unreachable_pub)]
+pub mod fuzzing;
 mod error;
 mod future;
 mod handler;
