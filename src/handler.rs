@@ -34,7 +34,7 @@ use crate::token::UpgradeToken;
 ///
 /// ```
 /// use std::sync::Arc;
-/// use http::{StatusCode, request::Parts};
+/// use http::{HeaderName, StatusCode, request::Parts};
 /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// use tower_upgrade::{
 ///     BoxError, Decision, Accepted, ProtocolHandler, Rejection, UpgradeRequest, UpgradedIo,
@@ -52,7 +52,9 @@ use crate::token::UpgradeToken;
 ///
 ///     fn accept(&self, req: &Parts) -> Decision<String> {
 ///         match req.headers.get("x-ping-key").and_then(|v| v.to_str().ok()) {
-///             Some(key) => Accepted::new(key.to_owned()).header("x-ping-ok", "1").into(),
+///             Some(key) => Accepted::new(key.to_owned())
+///                 .header(HeaderName::from_static("x-ping-ok"), "1")
+///                 .into(),
 ///             None => Rejection::new(StatusCode::BAD_REQUEST, "missing X-Ping-Key").into(),
 ///         }
 ///     }
