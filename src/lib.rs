@@ -96,6 +96,9 @@
 mod connection;
 mod error;
 mod future;
+#[cfg(feature = "h2c")]
+#[cfg_attr(docsrs, doc(cfg(feature = "h2c")))]
+pub mod h2c;
 mod handler;
 mod headers;
 mod io;
