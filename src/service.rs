@@ -172,7 +172,20 @@ impl<S> Upgrade<S> {
     {
         let entry = self.config.registry.entry(index);
         let (mut parts, body) = req.into_parts();
-        let accepted = match entry.handler.accept(&parts) {
+        // h2c serves this very service over HTTP/2 after the switch, so its `serve` step is
+        // bound here, with a clone of `self`, rather than by the handler.
+        #[cfg(feature = "h2c")]
+        let decision = match entry
+            .handler
+            .handler()
+            .downcast_ref::<Arc<crate::h2c::H2c>>()
+        {
+            Some(h2c) => crate::h2c::accept(h2c, &parts, self),
+            None => entry.handler.accept(&parts),
+        };
+        #[cfg(not(feature = "h2c"))]
+        let decision = entry.handler.accept(&parts);
+        let accepted = match decision {
             Decision::Accept(accepted) => accepted,
             Decision::Reject(rejection) => {
                 tracing::debug!(
