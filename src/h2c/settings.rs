@@ -143,8 +143,7 @@ mod tests {
 
     #[test]
     fn refuses_padding() {
-        // 12 bytes encode without padding; 6 bytes need none either, so use a padded form of
-        // a valid payload that standard base64 would pad: one setting is 8 chars, no `=`.
+        // A multiple of 6 bytes never needs padding, so any `=` is refused.
         let one = encode(&setting(3, 100));
         assert_eq!(one.len(), 8);
         assert_eq!(
@@ -178,10 +177,8 @@ mod tests {
 
     #[test]
     fn refuses_non_canonical_trailing_bits() {
-        // 6 bytes -> 8 chars, no spare bits. Use 12 bytes with a 2-char remainder instead:
-        // 12 bytes -> 16 chars, also none. 18 bytes -> 24 chars. A multiple of 6 bytes is
-        // always a multiple of 3, so only lengths that are not a multiple of 4 chars can
-        // carry trailing bits: those payloads already fail the length check.
+        // A multiple of 6 bytes encodes to a multiple of 4 characters, with no spare bits;
+        // any other length fails the length check even when its trailing bits are zero.
         let value = encode(&[0, 3, 0, 0, 0, 100, 0]);
         assert_eq!(value.len(), 10);
         assert_eq!(decode(value.as_bytes()), Err(SettingsError::Length));
