@@ -94,12 +94,15 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod connection;
+mod error;
+mod future;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 #[allow(missing_docs, unreachable_pub)]
 pub mod fuzzing;
-mod error;
-mod future;
+#[cfg(feature = "h2c")]
+#[cfg_attr(docsrs, doc(cfg(feature = "h2c")))]
+pub mod h2c;
 mod handler;
 mod headers;
 mod io;

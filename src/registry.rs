@@ -1,5 +1,6 @@
 //! The registry of protocol handlers and the selection of a protocol for a request.
 
+use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -24,6 +25,10 @@ pub(crate) type Serve = Box<dyn FnOnce(UpgradedIo, UpgradeRequest) -> ServeFutur
 pub(crate) trait ErasedHandler: Send + Sync {
     fn supports_http2(&self) -> bool;
     fn accept(&self, req: &request::Parts) -> Decision<Serve>;
+    /// The handler itself, an `Arc<H>`, for built-in handlers that the service serves in a
+    /// way of its own (h2c serves the service itself).
+    #[cfg_attr(not(feature = "h2c"), allow(dead_code))]
+    fn handler(&self) -> &(dyn Any + Send + Sync);
 }
 
 struct Erased<H>(Arc<H>);
@@ -38,6 +43,10 @@ impl<H: ProtocolHandler> ErasedHandler for Erased<H> {
             let handler = Arc::clone(&self.0);
             Box::new(move |io, req| Box::pin(handler.serve(io, req, state)) as ServeFuture) as Serve
         })
+    }
+
+    fn handler(&self) -> &(dyn Any + Send + Sync) {
+        &self.0
     }
 }
 

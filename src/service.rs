@@ -41,6 +41,16 @@ use crate::tracker::{Event, Refusal};
 /// | accepted, but the request has a body the handler did not ask for, or announces more than it allows | the inner service's; `426` if required |
 /// | accepted, chunked body longer than the handler allows | `413 Content Too Large` |
 /// | accepted, but the connection cannot switch (no hyper `OnUpgrade`: a server without `.with_upgrades()`, a `oneshot` call) | `500 Internal Server Error`, and a `tracing` error that names the fix |
+///
+/// # Bounds
+///
+/// The inner service must be `Clone + Send + 'static` with a `Send + 'static` future and an
+/// error that converts into [`BoxError`](crate::BoxError), and its response body must be an
+/// [`http_body::Body`] (with `Send` data and a convertible error) that can also be made from
+/// [`Bytes`](bytes::Bytes). That is what hyper needs to serve a service over HTTP/2, which the
+/// `h2c` handler does with the whole `Upgrade` service after the switch. The bounds hold
+/// whatever features are enabled, so that enabling one never breaks a build. axum's
+/// `Router` and `Route` meet them.
 pub struct Upgrade<S> {
     inner: S,
     config: Arc<Config>,
@@ -87,11 +97,15 @@ impl<S: fmt::Debug> fmt::Debug for Upgrade<S> {
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Upgrade<S>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
     ReqBody: Body + Send + 'static,
     ReqBody::Data: Send,
     ReqBody::Error: Into<BoxError>,
-    ResBody: From<Bytes> + Send + 'static,
+    ResBody: Body + From<Bytes> + Send + 'static,
+    ResBody::Data: Send,
+    ResBody::Error: Into<BoxError>,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
@@ -147,11 +161,15 @@ impl<S> Upgrade<S> {
         http2: bool,
     ) -> ResponseFuture<S::Future, ResBody>
     where
-        S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
         ReqBody: Body + Send + 'static,
         ReqBody::Data: Send,
         ReqBody::Error: Into<BoxError>,
-        ResBody: From<Bytes> + Send + 'static,
+        ResBody: Body + From<Bytes> + Send + 'static,
+        ResBody::Data: Send,
+        ResBody::Error: Into<BoxError>,
     {
         let entry = self.config.registry.entry(index);
         let tracker = &self.config.tracker;
@@ -163,7 +181,20 @@ impl<S> Upgrade<S> {
             return ResponseFuture::ready(unavailable(tracker, "server is shutting down\n"));
         }
         let (mut parts, body) = req.into_parts();
-        let accepted = match entry.handler.accept(&parts) {
+        // h2c serves this very service over HTTP/2 after the switch, so its `serve` step is
+        // bound here, with a clone of `self`, rather than by the handler.
+        #[cfg(feature = "h2c")]
+        let decision = match entry
+            .handler
+            .handler()
+            .downcast_ref::<Arc<crate::h2c::H2c>>()
+        {
+            Some(h2c) => crate::h2c::accept(h2c, &parts, self),
+            None => entry.handler.accept(&parts),
+        };
+        #[cfg(not(feature = "h2c"))]
+        let decision = entry.handler.accept(&parts);
+        let accepted = match decision {
             Decision::Accept(accepted) => accepted,
             Decision::Reject(rejection) => {
                 tracker.record(&protocol, Event::RejectedByHandler);
