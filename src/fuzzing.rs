@@ -21,3 +21,15 @@ pub fn select<B>(
         }
     }
 }
+
+/// Decodes an `HTTP2-Settings` value (RFC 7540 §3.2.1) into a SETTINGS payload.
+#[cfg(feature = "h2c")]
+pub fn h2c_settings(value: &[u8]) -> Option<bytes::Bytes> {
+    crate::h2c::settings::decode(value).ok()
+}
+
+/// Builds the client-side stream 1 frames (HEADERS, CONTINUATION, DATA) for a request.
+#[cfg(feature = "h2c")]
+pub fn h2c_stream1(parts: &http::request::Parts, body: &[u8]) -> bytes::Bytes {
+    crate::h2c::frames::stream1(parts, body)
+}

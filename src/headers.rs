@@ -103,7 +103,7 @@ fn trim_ows(mut s: &[u8]) -> &[u8] {
 /// Whether the `Connection` field lists `option` (case-insensitive, RFC 9110 §7.6.1).
 ///
 /// Elements past the bound are not examined.
-#[allow(dead_code)] // for protocol handlers that need other connection options
+#[cfg_attr(not(feature = "h2c"), allow(dead_code))]
 pub(crate) fn connection_has(headers: &HeaderMap, option: &str) -> bool {
     List::new(headers, header::CONNECTION)
         .map_while(Result::ok)

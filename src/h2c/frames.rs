@@ -182,7 +182,7 @@ fn header_block(parts: &request::Parts) -> BytesMut {
 /// Every frame of stream 1, as the client would have sent it: HEADERS (and CONTINUATION
 /// frames when the block is longer than a frame), then DATA frames carrying `body`, the last
 /// frame with END_STREAM.
-pub(super) fn stream1(parts: &request::Parts, body: &[u8]) -> Bytes {
+pub(crate) fn stream1(parts: &request::Parts, body: &[u8]) -> Bytes {
     let block = header_block(parts);
     let frames = block.len().div_ceil(MAX_FRAME).max(1) + body.len().div_ceil(MAX_FRAME);
     let mut out = BytesMut::with_capacity(block.len() + body.len() + frames * FRAME_HEADER);

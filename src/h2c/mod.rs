@@ -163,10 +163,10 @@
 //! # }
 //! ```
 
-mod frames;
+pub(crate) mod frames;
 mod io;
 mod service;
-mod settings;
+pub(crate) mod settings;
 
 use std::fmt;
 use std::sync::Arc;

@@ -14,7 +14,7 @@ const MAX_ENCODED_LEN: usize = (MAX_SETTINGS * 6 * 4).div_ceil(3);
 
 /// Why an `HTTP2-Settings` value is refused. The upgrade is then declined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum SettingsError {
+pub(crate) enum SettingsError {
     /// Not unpadded base64url (RFC 7540 §3.2.1: `token68` with any trailing `=` omitted),
     /// or empty.
     Encoding,
@@ -42,7 +42,7 @@ impl SettingsError {
 ///
 /// The payload is returned as sent, to be put in front of the client's first SETTINGS frame
 /// (so the client's own values, coming later, win).
-pub(super) fn decode(value: &[u8]) -> Result<Bytes, SettingsError> {
+pub(crate) fn decode(value: &[u8]) -> Result<Bytes, SettingsError> {
     if value.is_empty() {
         // `token68` is at least one character.
         return Err(SettingsError::Encoding);
