@@ -297,6 +297,36 @@ pub struct UpgradeRequest {
 }
 
 impl UpgradeRequest {
+    /// Builds the request handed to `serve`, with its head copied out of hyper's read
+    /// buffer.
+    ///
+    /// hyper parses the URI and header values as views into its read buffer (8 KiB or
+    /// more). A handler that keeps the request for the life of the connection would keep
+    /// that whole buffer alive with it; copying the few bytes of the head frees it.
+    pub(crate) fn new(
+        mut parts: request::Parts,
+        protocol: UpgradeToken,
+        body: Bytes,
+        shutdown: ShutdownSignal,
+    ) -> Self {
+        for value in parts.headers.values_mut() {
+            // `from_bytes` copies; the bytes were a valid value already.
+            if let Ok(mut copy) = HeaderValue::from_bytes(value.as_bytes()) {
+                copy.set_sensitive(value.is_sensitive());
+                *value = copy;
+            }
+        }
+        if let Ok(uri) = http::Uri::try_from(parts.uri.to_string()) {
+            parts.uri = uri;
+        }
+        Self {
+            parts,
+            protocol,
+            body,
+            shutdown,
+        }
+    }
+
     /// The request head.
     #[must_use]
     pub fn parts(&self) -> &request::Parts {
@@ -460,5 +490,38 @@ where
         (): (),
     ) -> Result<(), BoxError> {
         (self.f)(io, req).await.into_serve_result()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tracker::Tracker;
+
+    #[test]
+    fn the_request_head_is_copied_out_of_the_read_buffer() {
+        // As hyper does: the URI and header values are views into one big read buffer.
+        let mut buffer = b"/chat?room=1 websocket secret".to_vec();
+        buffer.resize(8192, 0);
+        let buffer = Bytes::from(buffer);
+        let mut req = http::Request::new(());
+        *req.uri_mut() = http::Uri::from_maybe_shared(buffer.slice(0..12)).unwrap();
+        let value = HeaderValue::from_maybe_shared(buffer.slice(13..22)).unwrap();
+        req.headers_mut().insert(header::UPGRADE, value);
+        let mut secret = HeaderValue::from_maybe_shared(buffer.slice(23..29)).unwrap();
+        secret.set_sensitive(true);
+        req.headers_mut().insert(header::AUTHORIZATION, secret);
+        assert!(!buffer.is_unique());
+
+        let (parts, ()) = req.into_parts();
+        let token = UpgradeToken::new("websocket").unwrap();
+        let req = UpgradeRequest::new(parts, token, Bytes::new(), Tracker::new().signal());
+        assert!(
+            buffer.is_unique(),
+            "the request still holds the read buffer"
+        );
+        assert_eq!(req.uri(), "/chat?room=1");
+        assert_eq!(req.headers()[header::UPGRADE], "websocket");
+        assert!(req.headers()[header::AUTHORIZATION].is_sensitive());
     }
 }

@@ -260,12 +260,7 @@ impl<S> Upgrade<S> {
             let res = switching(token.header_value(), response_headers, http2);
             slot.tracker().record(slot.protocol(), Event::Accepted);
             let shutdown = slot.tracker().signal();
-            let req = UpgradeRequest {
-                parts,
-                protocol: token,
-                body,
-                shutdown,
-            };
+            let req = UpgradeRequest::new(parts, token, body, shutdown);
             connection::spawn(config, on_upgrade, serve, req, slot);
             res
         };
