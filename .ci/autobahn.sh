@@ -30,6 +30,7 @@ case "$1" in
     *) URL="ws://$1/ws" ;;
 esac
 OUTDIR="$2"
+HOME="${HOME:-/root}"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 VENV="${AUTOBAHN_VENV:-$HOME/.cache/tower-upgrade/autobahn}"
 WSTEST="$VENV/bin/wstest"

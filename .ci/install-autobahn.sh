@@ -2,18 +2,25 @@
 # Install the Autobahn|Testsuite `wstest` (fuzzingclient) into a Python 2.7 virtualenv at
 #   ${AUTOBAHN_VENV:-$HOME/.cache/tower-upgrade/autobahn}
 #
-# Facts this relies on:
+# Facts this relies on (checked on a Debian 12 `rust` machine, Nov 2026):
 # - autobahntestsuite is Python 2 software. The pyenv on these machines holds CPython
 #   2.7.18 at $(pyenv root)/versions/2.7.18/bin/python (override with AUTOBAHN_PYTHON2).
-# - Modern virtualenv cannot create a 2.7 environment; virtualenv<20.22 can. It is
-#   installed into its own python3 venv (not the system python) to avoid polluting it.
-# - autobahntestsuite==25.10.1 (an sdist that itself pins its dependencies for
-#   Python 2.7 / autobahn 0.10.9) installs with the pins below; cryptography 3.3.2
-#   comes as a manylinux cp27 wheel, so no Rust/OpenSSL headers are needed.
+#   No Python 2 can be downloaded here, so without it this script fails.
+# - Current virtualenv cannot create a 2.7 environment; virtualenv<20.22 (20.21.1) can.
+#   It goes into its own python3 venv under $TOWER_UPGRADE_TOOLS (default
+#   ~/.cache/tower-upgrade), not into the system python. Works with pyenv's 3.11 and
+#   with Debian's /usr/bin/python3 alike.
+# - autobahntestsuite==25.10.1 is an sdist whose own requirements.txt pins the stack
+#   for Python 2.7 / autobahn 0.10.9 (incl. setuptools==44.0.0); the PINS below repeat
+#   them. Everything comes as wheels or builds with plain pip: no --no-build-isolation
+#   or other flags were needed; cryptography 3.3.2 installs from its manylinux cp27
+#   wheel (no Rust, no OpenSSL headers). `wstest --help` exits 0.
+# - Takes ~16-20 s with an empty pip cache.
 # Idempotent: does nothing when the venv already answers `wstest --help` and was built
-# from the same pin set (stamp file).
+# from the same pin set (stamp file in the venv).
 set -euo pipefail
 
+HOME="${HOME:-/root}"
 VENV="${AUTOBAHN_VENV:-$HOME/.cache/tower-upgrade/autobahn}"
 TOOLS_DIR="${TOWER_UPGRADE_TOOLS:-$HOME/.cache/tower-upgrade}"
 VENV_TOOL="$TOOLS_DIR/virtualenv-tool"
@@ -49,18 +56,22 @@ if wstest_ok && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want_stamp" ]; then
 fi
 
 # --- find CPython 2.7 ---------------------------------------------------------
-if [ -n "${AUTOBAHN_PYTHON2:-}" ]; then
-    PY2="$AUTOBAHN_PYTHON2"
-else
-    PYENV_ROOT_DIR=$(pyenv root 2>/dev/null || true)
-    [ -n "$PYENV_ROOT_DIR" ] || PYENV_ROOT_DIR=/root/.pyenv
-    PY2="$PYENV_ROOT_DIR/versions/2.7.18/bin/python"
-    if [ ! -x "$PY2" ] && command -v python2.7 >/dev/null 2>&1; then
-        PY2=$(command -v python2.7)
-    fi
+PY2=""
+candidates=("${AUTOBAHN_PYTHON2:-}")
+if command -v pyenv >/dev/null 2>&1; then
+    candidates+=("$(pyenv root 2>/dev/null || true)/versions/2.7.18/bin/python")
 fi
-if [ ! -x "$PY2" ]; then
-    echo "install-autobahn: no CPython 2.7 found (tried $PY2); set AUTOBAHN_PYTHON2" >&2
+candidates+=("${PYENV_ROOT:-/root/.pyenv}/versions/2.7.18/bin/python" \
+             /root/.pyenv/versions/2.7.18/bin/python \
+             "$(command -v python2.7 2>/dev/null || true)")
+for c in "${candidates[@]}"; do
+    if [ -n "$c" ] && [ -x "$c" ] && "$c" -c 'import sys; assert sys.version_info[:2] == (2, 7)' 2>/dev/null; then
+        PY2="$c"
+        break
+    fi
+done
+if [ -z "$PY2" ]; then
+    echo "install-autobahn: no CPython 2.7 found (tried: ${candidates[*]}); set AUTOBAHN_PYTHON2" >&2
     exit 1
 fi
 
@@ -75,7 +86,7 @@ fi
 # --- the Python 2.7 venv with wstest -------------------------------------------
 rm -rf "$VENV"
 "$VENV_TOOL/bin/virtualenv" -q -p "$PY2" "$VENV"
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check "${PINS[@]}"
+PIP_NO_PYTHON_VERSION_WARNING=1 "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${PINS[@]}"
 
 if ! wstest_ok; then
     echo "install-autobahn: $VENV/bin/wstest --help failed:" >&2
