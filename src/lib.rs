@@ -104,6 +104,9 @@ mod registry;
 mod response;
 mod service;
 mod token;
+#[cfg(feature = "websocket")]
+#[cfg_attr(docsrs, doc(cfg(feature = "websocket")))]
+pub mod websocket;
 
 #[doc(inline)]
 pub use self::{
