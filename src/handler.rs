@@ -52,7 +52,9 @@ use crate::token::UpgradeToken;
 ///
 ///     fn accept(&self, req: &Parts) -> Decision<String> {
 ///         match req.headers.get("x-ping-key").and_then(|v| v.to_str().ok()) {
-///             Some(key) => Accepted::new(key.to_owned()).header("x-ping-ok", "1").into(),
+///             Some(key) => Accepted::new(key.to_owned())
+///                 .header(http::HeaderName::from_static("x-ping-ok"), "1")
+///                 .into(),
 ///             None => Rejection::new(StatusCode::BAD_REQUEST, "missing X-Ping-Key").into(),
 ///         }
 ///     }
