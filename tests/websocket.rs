@@ -30,7 +30,7 @@ async fn echo(mut ws: WebSocket) -> Result<(), tower_upgrade::websocket::Error> 
     while let Some(msg) = ws.recv().await {
         match msg? {
             msg @ (Message::Text(_) | Message::Binary(_)) => ws.send(msg).await?,
-            _ => {}
+            Message::Ping(_) | Message::Pong(_) | Message::Close(_) => {}
         }
     }
     Ok(())
