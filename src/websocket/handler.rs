@@ -249,14 +249,17 @@ impl Settings {
         if protocol.is_none() && self.require_protocol {
             return Err(NoMatchingProtocol.into());
         }
+        // The request's header values are slices of hyper's read buffer: keeping one alive
+        // would keep that whole buffer (8 KiB or more) alive for the life of the
+        // connection. The handshake keeps copies.
         let mut accepted = Accepted::new(Handshake {
-            key: key.cloned(),
+            key: key.map(copy_value),
             protocol: protocol.clone(),
             extensions: req
                 .headers
                 .get_all(header::SEC_WEBSOCKET_EXTENSIONS)
                 .iter()
-                .cloned()
+                .map(copy_value)
                 .collect(),
             http2,
         });
@@ -301,6 +304,13 @@ impl Settings {
     }
 }
 
+/// A header value that shares no buffer with the request.
+fn copy_value(value: &HeaderValue) -> HeaderValue {
+    let mut copy = HeaderValue::from_bytes(value.as_bytes()).expect("already a valid value");
+    copy.set_sensitive(value.is_sensitive());
+    copy
+}
+
 impl<F, Fut> ProtocolHandler for WebSocketHandler<Ready<F>>
 where
     F: Fn(WebSocket, UpgradeRequest) -> Fut + Send + Sync + 'static,
@@ -327,9 +337,10 @@ where
         req: UpgradeRequest,
         handshake: Handshake,
     ) -> Result<(), BoxError> {
-        // Only the subprotocol is kept: the rest of the handshake is in the request.
-        let ws =
-            WebSocket::from_raw_socket(io, self.settings.config).with_protocol(handshake.protocol);
+        // Only the subprotocol is kept (the rest of the handshake is in the request); the
+        // rest is dropped now rather than held for the life of the connection.
+        let ws = WebSocket::from_raw_socket(io, self.settings.config)
+            .with_protocol(handshake.into_protocol());
         (self.callback.0)(ws, req).await.into_serve_result()
     }
 }

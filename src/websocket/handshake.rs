@@ -51,6 +51,10 @@ impl Handshake {
         &self.extensions
     }
 
+    pub(crate) fn into_protocol(self) -> Option<HeaderValue> {
+        self.protocol
+    }
+
     /// Whether this is a WebSocket over an HTTP/2 stream (RFC 8441) rather than a
     /// switched HTTP/1.1 connection.
     #[must_use]

@@ -252,6 +252,17 @@ impl WebSocketRejection {
     }
 }
 
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+impl axum_core::response::IntoResponse for WebSocketRejection {
+    /// The HTTP/1.1 response: status, headers and plain-text body as in the status table.
+    fn into_response(self) -> axum_core::response::Response {
+        self.into_rejection(Version::HTTP_11)
+            .into_response()
+            .map(axum_core::body::Body::from)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,5 +294,14 @@ mod tests {
         assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(r.headers()[header::ALLOW], "GET");
         assert_eq!(r.reason(), "WebSocket upgrade requires the GET method\n");
+    }
+
+    #[cfg(feature = "axum")]
+    #[test]
+    fn into_response_is_the_http1_response() {
+        use axum_core::response::IntoResponse;
+        let res = WebSocketRejection::from(MethodNotGet).into_response();
+        assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(res.headers()[header::ALLOW], "GET");
     }
 }

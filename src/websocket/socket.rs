@@ -430,10 +430,11 @@ pub struct WebSocket<S = UpgradedIo> {
     read_buf: BytesMut,
     /// The header of the frame whose payload is being read, and that payload's length.
     header: Option<(FrameHeader, usize)>,
-    /// A fragmented message being assembled.
-    partial: Option<Partial>,
+    /// A fragmented message being assembled. Boxed, like `pending`, to keep the idle
+    /// struct small: both are rare.
+    partial: Option<Box<Partial>>,
     /// A control frame (pong, close) to write before anything else.
-    pending: Option<ControlFrame>,
+    pending: Option<Box<ControlFrame>>,
     state: State,
     config: WebSocketConfig,
     protocol: Option<HeaderValue>,
@@ -733,7 +734,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// then close.
     fn fail(&mut self, e: Error) {
         if matches!(self.state, State::Open) {
-            self.pending = Some(ControlFrame::close(e.close_code()));
+            self.pending = Some(Box::new(ControlFrame::close(e.close_code())));
         }
         self.read_buf = BytesMut::new();
         self.partial = None;
@@ -814,7 +815,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 match control {
                     Control::Ping => {
                         if matches!(self.state, State::Open) {
-                            self.pending = Some(ControlFrame::new(0xA, &payload));
+                            self.pending = Some(Box::new(ControlFrame::new(0xA, &payload)));
                         }
                         Ok(Some(Message::Ping(payload.freeze())))
                     }
@@ -823,8 +824,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                         let frame = parse_close(&payload.freeze())?;
                         if matches!(self.state, State::Open) {
                             // RFC 6455 §5.5.1: reply with a close frame, echoing the code.
-                            self.pending =
-                                Some(ControlFrame::close(frame.as_ref().map(|f| f.code)));
+                            self.pending = Some(Box::new(ControlFrame::close(
+                                frame.as_ref().map(|f| f.code),
+                            )));
                         }
                         self.state = State::Finishing(Finish::Close(frame));
                         Ok(None)
@@ -855,11 +857,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     return finish_message(text, payload).map(Some);
                 }
                 let utf8_valid = if text { check_utf8(&payload, 0)? } else { 0 };
-                self.partial = Some(Partial {
+                self.partial = Some(Box::new(Partial {
                     text,
                     data: payload,
                     utf8_valid,
-                });
+                }));
                 Ok(None)
             }
             OpCode::Data(Data::Reserved(_)) => protocol("reserved data opcode"),
