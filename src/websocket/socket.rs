@@ -694,18 +694,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         let mut buf = ReadBuf::uninit(&mut scratch[..self.config.read_buffer_size]);
         ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
         let data = buf.filled();
-        self.read_buf = BytesMut::from(data);
+        // Room for the whole first frame when its header is here, so that the rest of it
+        // is read in place, with no second copy.
+        let mut capacity = data.len();
+        let mut cursor = Cursor::new(data);
+        if let Ok(Some((_, len))) = FrameHeader::parse(&mut cursor) {
+            if len <= self.config.max_frame_size as u64 {
+                capacity = capacity.max(cursor.position() as usize + len as usize);
+            }
+        }
+        let mut read_buf = BytesMut::with_capacity(capacity);
+        read_buf.extend_from_slice(data);
+        self.read_buf = read_buf;
         Poll::Ready(Ok(data.len()))
     }
 
     /// Reads the rest of a frame straight into `read_buf`, which has room for it.
     fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        let want = match &self.header {
-            Some((_, len)) => (*len).saturating_sub(self.read_buf.len()),
-            None => 14,
-        };
-        self.read_buf
-            .reserve(want.max(self.config.read_buffer_size));
+        match &self.header {
+            // `next_frame` made room for the whole frame.
+            Some((_, len)) => {
+                let want = len.saturating_sub(self.read_buf.len());
+                self.read_buf.reserve(want);
+            }
+            // A header cut short: at most 14 bytes, and likely the next frame behind it.
+            None => self.read_buf.reserve(self.config.read_buffer_size),
+        }
         let read = self.io.read_buf(&mut self.read_buf);
         std::pin::pin!(read).poll(cx)
     }
