@@ -112,6 +112,9 @@ mod response;
 mod service;
 mod token;
 mod tracker;
+#[cfg(feature = "websocket")]
+#[cfg_attr(docsrs, doc(cfg(feature = "websocket")))]
+pub mod websocket;
 
 #[doc(inline)]
 pub use self::{

@@ -1,0 +1,147 @@
+//! A WebSocket echo server with a web page to try it from a browser.
+//!
+//! ```text
+//! cargo run --example echo
+//! ```
+//!
+//! Then open the printed URL. The contract, which `.ci/websocket.sh` checks from outside
+//! (with Autobahn|Testsuite and a headless Chromium):
+//!
+//! - listens on `ADDR` (default `127.0.0.1:3000`), HTTP/1.1 and HTTP/2 (cleartext, prior
+//!   knowledge) on the same port, with `SETTINGS_ENABLE_CONNECT_PROTOCOL` so that HTTP/2
+//!   clients can open WebSockets with extended CONNECT (RFC 8441);
+//! - `GET /` is a small self-contained page whose script opens a WebSocket to `/ws`, lets
+//!   you type messages, and shows each echo and the connection state;
+//! - `/ws` echoes every text and binary message back exactly, answers pings, and closes
+//!   cleanly; a plain `GET /ws` gets `426 Upgrade Required` with `Upgrade: websocket`;
+//! - the default origin policy is on: the page itself is same-origin, other sites' pages
+//!   get `403`.
+//!
+//! It serves with hyper-util's `auto::Builder` rather than `axum::serve`, because only the
+//! former can enable the HTTP/2 extended CONNECT protocol; the app is still an axum
+//! `Router`.
+
+use std::sync::Arc;
+
+use axum::{Router, response::Html, routing::any, routing::get};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tower_upgrade::UpgradeLayer;
+use tower_upgrade::websocket::{Error, Message, WebSocket, WebSocketHandler};
+
+const PAGE: &str = r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>tower-upgrade echo</title>
+<style>
+  body { font: 16px system-ui, sans-serif; max-width: 40rem; margin: 2rem auto; padding: 0 1rem; }
+  #state { font-weight: bold; }
+  #log { font-family: ui-monospace, monospace; list-style: none; padding: 0; }
+  #log li { padding: 0.1rem 0; white-space: pre-wrap; }
+</style>
+</head>
+<body>
+<h1>WebSocket echo</h1>
+<p>Connection: <span id="state">connecting</span></p>
+<form id="form">
+  <input type="text" id="message" autocomplete="off" placeholder="type a message" autofocus>
+  <button type="submit" id="send">Send</button>
+</form>
+<ul id="log"></ul>
+<script>
+  const state = document.getElementById('state');
+  const input = document.getElementById('message');
+  const log = document.getElementById('log');
+  const entry = (text) => {
+    const li = document.createElement('li');
+    li.textContent = text;
+    log.appendChild(li);
+  };
+  const scheme = location.protocol === 'https:' ? 'wss://' : 'ws://';
+  const ws = new WebSocket(scheme + location.host + '/ws');
+  ws.onopen = () => { state.textContent = 'open'; };
+  ws.onclose = () => { state.textContent = 'closed'; };
+  ws.onerror = () => { state.textContent = 'closed'; };
+  ws.onmessage = (event) => {
+    if (typeof event.data === 'string') {
+      entry('< ' + event.data);
+    } else {
+      entry('< (binary message)');
+    }
+  };
+  document.getElementById('form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    if (ws.readyState !== WebSocket.OPEN) return;
+    ws.send(input.value);
+    entry('> ' + input.value);
+    input.value = '';
+  });
+</script>
+</body>
+</html>
+"#;
+
+/// Echoes every text and binary message. Pings are answered and the peer's close frame
+/// replied to by the socket itself.
+async fn echo(mut ws: WebSocket) -> Result<(), Error> {
+    while let Some(msg) = ws.recv().await {
+        match msg? {
+            msg @ (Message::Text(_) | Message::Binary(_)) => ws.send(msg).await?,
+            Message::Ping(_) | Message::Pong(_) | Message::Close(_) => {}
+        }
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+
+    let websocket = WebSocketHandler::new(|ws, _req| echo(ws));
+    let app = Router::new()
+        .route("/", get(|| async { Html(PAGE) }))
+        .route(
+            "/ws",
+            // `any`: HTTP/2 WebSockets arrive as CONNECT, and other methods get the
+            // handler's `405`.
+            any(|| async { "unreachable: the route requires an upgrade\n" })
+                .layer(UpgradeLayer::new().protocol(websocket)?.require_upgrade()),
+        );
+
+    let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
+    let listener = TcpListener::bind(&addr).await?;
+    println!("echo: open http://{}/ in a browser", listener.local_addr()?);
+
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // RFC 8441: announce SETTINGS_ENABLE_CONNECT_PROTOCOL.
+    builder.http2().enable_connect_protocol();
+    let builder = Arc::new(builder);
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                // Out of file descriptors and the like: keep serving.
+                tracing::warn!(error = %e, "accept failed");
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        let builder = Arc::clone(&builder);
+        tokio::spawn(async move {
+            if let Err(e) = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(%peer, error = %e, "connection error");
+            }
+        });
+    }
+}

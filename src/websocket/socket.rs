@@ -1,0 +1,1210 @@
+//! [`WebSocket`]: a server-side WebSocket connection after the handshake, with
+//! [`Message`]s in and out.
+//!
+//! Frames are parsed and formatted by tungstenite's frame codec
+//! ([`FrameHeader`](tungstenite::protocol::frame::FrameHeader)); this file keeps the buffers,
+//! the IO and the message rules of RFC 6455 §5 (fragmentation, control frames, UTF-8, the
+//! closing handshake). See the module docs for why.
+
+use std::fmt;
+use std::future::{Future, poll_fn};
+use std::io::{self, Cursor, IoSlice};
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures_core::Stream;
+use http::HeaderValue;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tungstenite::protocol::frame::FrameHeader;
+use tungstenite::protocol::frame::coding::{CloseCode as CodecCloseCode, Control, Data, OpCode};
+
+use crate::io::UpgradedIo;
+
+/// The most bytes one read may take into the stack scratch buffer.
+const MAX_SCRATCH: usize = 16 * 1024;
+/// RFC 6455 §5.5: control frames carry at most 125 bytes.
+const MAX_CONTROL_PAYLOAD: usize = 125;
+
+// ===== Message =====
+
+/// A WebSocket message.
+///
+/// See the [module docs](crate::websocket) for an example.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// A text message, valid UTF-8.
+    Text(Utf8Bytes),
+    /// A binary message.
+    Binary(Bytes),
+    /// A ping. Received pings are answered with a pong by the [`WebSocket`] itself; they
+    /// are also handed to you. At most 125 bytes.
+    Ping(Bytes),
+    /// A pong. At most 125 bytes.
+    Pong(Bytes),
+    /// A close frame: the peer's, when received, and the reply has already been sent.
+    Close(Option<CloseFrame>),
+}
+
+impl Message {
+    /// A text message.
+    pub fn text(text: impl Into<Utf8Bytes>) -> Self {
+        Self::Text(text.into())
+    }
+
+    /// A binary message.
+    pub fn binary(data: impl Into<Bytes>) -> Self {
+        Self::Binary(data.into())
+    }
+
+    /// The payload of a text or binary message, ping or pong, or the reason of a close.
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::Text(t) => t.as_bytes(),
+            Self::Binary(b) | Self::Ping(b) | Self::Pong(b) => b,
+            Self::Close(Some(frame)) => frame.reason.as_bytes(),
+            Self::Close(None) => &[],
+        }
+    }
+
+    /// The text of a text message.
+    #[must_use]
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            Self::Text(t) => Some(t.as_str()),
+            _ => None,
+        }
+    }
+}
+
+impl From<String> for Message {
+    fn from(text: String) -> Self {
+        Self::Text(text.into())
+    }
+}
+
+impl From<&'static str> for Message {
+    fn from(text: &'static str) -> Self {
+        Self::Text(text.into())
+    }
+}
+
+impl From<Vec<u8>> for Message {
+    fn from(data: Vec<u8>) -> Self {
+        Self::Binary(data.into())
+    }
+}
+
+impl From<Bytes> for Message {
+    fn from(data: Bytes) -> Self {
+        Self::Binary(data)
+    }
+}
+
+/// UTF-8 text backed by [`Bytes`]: cheap to clone (to send one message to many sockets)
+/// and received without a copy.
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Utf8Bytes(tungstenite::Utf8Bytes);
+
+impl Utf8Bytes {
+    /// Text from a static string, without a copy.
+    #[must_use]
+    pub const fn from_static(text: &'static str) -> Self {
+        Self(tungstenite::Utf8Bytes::from_static(text))
+    }
+
+    /// The text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
+    pub(crate) fn try_from_bytes(bytes: Bytes) -> Result<Self, Error> {
+        tungstenite::Utf8Bytes::try_from(bytes)
+            .map(Self)
+            .map_err(|_| Error::new(ErrorKind::InvalidUtf8, "text is not valid UTF-8"))
+    }
+}
+
+impl std::ops::Deref for Utf8Bytes {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for Utf8Bytes {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Debug for Utf8Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for Utf8Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl From<String> for Utf8Bytes {
+    fn from(text: String) -> Self {
+        Self(text.into())
+    }
+}
+
+impl From<&str> for Utf8Bytes {
+    fn from(text: &str) -> Self {
+        Self(text.into())
+    }
+}
+
+impl From<Utf8Bytes> for Bytes {
+    fn from(text: Utf8Bytes) -> Self {
+        text.0.into()
+    }
+}
+
+impl TryFrom<Bytes> for Utf8Bytes {
+    type Error = Error;
+
+    fn try_from(bytes: Bytes) -> Result<Self, Error> {
+        Self::try_from_bytes(bytes)
+    }
+}
+
+impl PartialEq<str> for Utf8Bytes {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Utf8Bytes {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// A close status code (RFC 6455 §7.4). The usual ones are in [`close_code`].
+pub type CloseCode = u16;
+
+/// The close status codes of RFC 6455 §7.4.1 that an endpoint may send.
+pub mod close_code {
+    /// Normal closure: the purpose of the connection has been fulfilled.
+    pub const NORMAL: u16 = 1000;
+    /// The endpoint is going away (server shutting down, browser leaving the page).
+    pub const AWAY: u16 = 1001;
+    /// The peer broke the protocol.
+    pub const PROTOCOL: u16 = 1002;
+    /// The endpoint received a kind of data it cannot accept.
+    pub const UNSUPPORTED: u16 = 1003;
+    /// A text message was not valid UTF-8, or data did not fit the message type.
+    pub const INVALID: u16 = 1007;
+    /// A message broke the endpoint's policy.
+    pub const POLICY: u16 = 1008;
+    /// A message was too big to process.
+    pub const SIZE: u16 = 1009;
+    /// The client expected an extension the server did not negotiate.
+    pub const EXTENSION: u16 = 1010;
+    /// The server met an unexpected condition.
+    pub const ERROR: u16 = 1011;
+    /// The server is restarting.
+    pub const RESTART: u16 = 1012;
+    /// The server is overloaded; try again later.
+    pub const AGAIN: u16 = 1013;
+}
+
+/// The body of a close frame: a status code and a reason (at most 123 bytes of UTF-8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseFrame {
+    /// The status code, see [`close_code`].
+    pub code: CloseCode,
+    /// Why the connection is closed; may be empty.
+    pub reason: Utf8Bytes,
+}
+
+// ===== Config =====
+
+/// Limits and buffer sizes of a [`WebSocket`].
+///
+/// See the [module docs](crate::websocket) for an example.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub struct WebSocketConfig {
+    max_message_size: usize,
+    max_frame_size: usize,
+    read_buffer_size: usize,
+}
+
+impl Default for WebSocketConfig {
+    fn default() -> Self {
+        Self {
+            max_message_size: 64 << 20,
+            max_frame_size: 16 << 20,
+            read_buffer_size: 4096,
+        }
+    }
+}
+
+impl WebSocketConfig {
+    /// The default configuration.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The largest message accepted, in bytes, summed over its frames. A bigger message
+    /// closes the connection with status `1009`.
+    ///
+    /// The default value is 64 MiB.
+    pub fn max_message_size(mut self, max: usize) -> Self {
+        self.max_message_size = max;
+        self
+    }
+
+    /// The largest frame payload accepted, in bytes. A bigger frame closes the connection
+    /// with status `1009`, before its payload is read.
+    ///
+    /// The default value is 16 MiB.
+    pub fn max_frame_size(mut self, max: usize) -> Self {
+        self.max_frame_size = max;
+        self
+    }
+
+    /// How many bytes one read takes at most between frames.
+    ///
+    /// Between frames nothing is allocated: bytes are read into a scratch buffer on the
+    /// stack and only what arrived is kept. Once a frame header announces a payload, the
+    /// whole frame is read into a buffer of exactly its size. Values are clamped to
+    /// 64 bytes ..= 16 KiB.
+    ///
+    /// The default value is 4 KiB.
+    pub fn read_buffer_size(mut self, size: usize) -> Self {
+        self.read_buffer_size = size.clamp(64, MAX_SCRATCH);
+        self
+    }
+
+    /// See [`max_message_size`](Self::max_message_size).
+    #[must_use]
+    pub fn get_max_message_size(&self) -> usize {
+        self.max_message_size
+    }
+
+    /// See [`max_frame_size`](Self::max_frame_size).
+    #[must_use]
+    pub fn get_max_frame_size(&self) -> usize {
+        self.max_frame_size
+    }
+
+    /// See [`read_buffer_size`](Self::read_buffer_size).
+    #[must_use]
+    pub fn get_read_buffer_size(&self) -> usize {
+        self.read_buffer_size
+    }
+}
+
+// ===== Error =====
+
+/// A WebSocket connection failed.
+pub struct Error {
+    kind: ErrorKind,
+    detail: &'static str,
+    io: Option<io::Error>,
+}
+
+/// What kind of [`Error`] this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// Reading from or writing to the connection failed.
+    Io,
+    /// The peer broke RFC 6455; the connection was closed with status `1002`.
+    Protocol,
+    /// A text message or close reason was not valid UTF-8; closed with status `1007`.
+    InvalidUtf8,
+    /// A message or frame was bigger than the configured limit; closed with status
+    /// `1009`.
+    MessageTooBig,
+    /// The peer closed the connection without a close frame.
+    ConnectionReset,
+    /// A message was sent after the connection was closed.
+    AlreadyClosed,
+    /// A message that was about to be sent is invalid (a ping, pong or close payload over
+    /// 125 bytes).
+    InvalidMessage,
+}
+
+impl Error {
+    fn new(kind: ErrorKind, detail: &'static str) -> Self {
+        Self {
+            kind,
+            detail,
+            io: None,
+        }
+    }
+
+    fn io(e: io::Error) -> Self {
+        Self {
+            kind: ErrorKind::Io,
+            detail: "io error",
+            io: Some(e),
+        }
+    }
+
+    /// What kind of error this is.
+    #[must_use]
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The close code sent to the peer for this error, if one was sent.
+    fn close_code(&self) -> Option<CloseCode> {
+        match self.kind {
+            ErrorKind::Protocol => Some(close_code::PROTOCOL),
+            ErrorKind::InvalidUtf8 => Some(close_code::INVALID),
+            ErrorKind::MessageTooBig => Some(close_code::SIZE),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.kind)
+            .field("detail", &self.detail)
+            .field("io", &self.io)
+            .finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.io {
+            Some(e) => write!(f, "websocket io error: {e}"),
+            None => write!(f, "websocket error: {}", self.detail),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.io.as_ref().map(|e| e as _)
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Self::io(e)
+    }
+}
+
+// ===== WebSocket =====
+
+/// A server-side WebSocket connection, after the handshake.
+///
+/// Receive with [`recv`](Self::recv) (or as a [`Stream`]), send with
+/// [`send`](Self::send), close with [`close`](Self::close).
+///
+/// - Pings are answered with pongs, and a peer's close frame with a close frame, by the
+///   socket itself; both messages are still handed to you.
+/// - A protocol violation closes the connection with the right status (`1002`, `1007`,
+///   `1009`) before `recv` returns the error.
+/// - While no frame is in progress, the socket holds no read buffer at all, and it never
+///   holds a write buffer: an idle connection costs only this struct.
+///
+/// `recv` is cancel-safe (all its state lives in the socket), so it can sit in a
+/// `tokio::select!` next to a channel. `send` is not: a `send` dropped half-way leaves a
+/// partial frame on the wire.
+///
+/// See the [module docs](crate::websocket) for an example.
+pub struct WebSocket<S = UpgradedIo> {
+    io: S,
+    /// Received bytes not yet handed out. Unallocated (capacity 0) whenever it is empty.
+    read_buf: BytesMut,
+    /// The header of the frame whose payload is being read, and that payload's length.
+    header: Option<(FrameHeader, usize)>,
+    /// A fragmented message being assembled. Boxed, like `pending`, to keep the idle
+    /// struct small: both are rare.
+    partial: Option<Box<Partial>>,
+    /// A control frame (pong, close) to write before anything else.
+    pending: Option<Box<ControlFrame>>,
+    state: State,
+    config: WebSocketConfig,
+    protocol: Option<HeaderValue>,
+}
+
+/// A fragmented message being assembled (RFC 6455 §5.4).
+struct Partial {
+    text: bool,
+    data: BytesMut,
+    /// How many bytes of `data` are known to be valid UTF-8 (text only); the rest is at most
+    /// an incomplete code point.
+    utf8_valid: usize,
+}
+
+/// A control frame ready to be written: header and at most 125 bytes of payload.
+struct ControlFrame {
+    buf: [u8; 2 + MAX_CONTROL_PAYLOAD],
+    len: u8,
+    written: u8,
+}
+
+impl ControlFrame {
+    fn new(opcode: u8, payload: &[u8]) -> Self {
+        debug_assert!(payload.len() <= MAX_CONTROL_PAYLOAD);
+        let mut buf = [0; 2 + MAX_CONTROL_PAYLOAD];
+        buf[0] = 0x80 | opcode;
+        buf[1] = payload.len() as u8;
+        buf[2..2 + payload.len()].copy_from_slice(payload);
+        Self {
+            buf,
+            len: 2 + payload.len() as u8,
+            written: 0,
+        }
+    }
+
+    fn close(code: Option<CloseCode>) -> Self {
+        match code {
+            Some(code) => Self::new(0x8, &code.to_be_bytes()),
+            None => Self::new(0x8, &[]),
+        }
+    }
+}
+
+enum State {
+    Open,
+    /// We sent a close frame and wait for the peer's.
+    CloseSent,
+    /// Write what is pending, shut the connection down, then hand this out.
+    Finishing(Finish),
+    Closed,
+}
+
+enum Finish {
+    Close(Option<CloseFrame>),
+    Error(Error),
+}
+
+impl<S> WebSocket<S> {
+    /// Wraps a connection whose WebSocket handshake is done, as the server.
+    ///
+    /// [`WebSocketHandler`](super::WebSocketHandler) does this for you; use it for a
+    /// connection you upgraded yourself (for example with
+    /// [`WebSocketHandler::raw`](super::WebSocketHandler::raw)).
+    pub fn from_raw_socket(io: S, config: WebSocketConfig) -> Self {
+        Self {
+            io,
+            read_buf: BytesMut::new(),
+            header: None,
+            partial: None,
+            pending: None,
+            state: State::Open,
+            config,
+            protocol: None,
+        }
+    }
+
+    pub(crate) fn with_protocol(mut self, protocol: Option<HeaderValue>) -> Self {
+        self.protocol = protocol;
+        self
+    }
+
+    /// The subprotocol selected in the handshake (`Sec-WebSocket-Protocol`), if any.
+    #[must_use]
+    pub fn protocol(&self) -> Option<&str> {
+        self.protocol.as_ref().and_then(|p| p.to_str().ok())
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &WebSocketConfig {
+        &self.config
+    }
+
+    /// The underlying connection.
+    pub fn get_ref(&self) -> &S {
+        &self.io
+    }
+
+    /// Gives back the connection and the bytes received but not yet parsed.
+    ///
+    /// Frames already in progress are lost; call it between messages.
+    pub fn into_inner(self) -> (S, Bytes) {
+        (self.io, self.read_buf.freeze())
+    }
+
+    /// Whether the connection is closed or closing: no message can be sent any more.
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        !matches!(self.state, State::Open)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
+    /// Receives the next message.
+    ///
+    /// Returns `None` once the connection is closed: after the peer's
+    /// [`Message::Close`] or an error was returned. Cancel-safe.
+    pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Sends a message, and flushes it.
+    ///
+    /// Sending a [`Message::Close`] starts the closing handshake: keep receiving until
+    /// `recv` returns the peer's close (or use [`close`](Self::close)).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::AlreadyClosed`] after a close frame was sent or received,
+    /// [`ErrorKind::InvalidMessage`] for a control payload over 125 bytes (or a close
+    /// reason over 123), [`ErrorKind::Io`] if writing failed.
+    pub async fn send(&mut self, msg: Message) -> Result<(), Error> {
+        poll_fn(|cx| self.poll_pending(cx)).await?;
+        if !matches!(self.state, State::Open) {
+            return Err(Error::new(
+                ErrorKind::AlreadyClosed,
+                "the connection is closed",
+            ));
+        }
+        let (opcode, payload) = match msg {
+            Message::Text(text) => (OpCode::Data(Data::Text), Bytes::from(text)),
+            Message::Binary(data) => (OpCode::Data(Data::Binary), data),
+            Message::Ping(data) => (OpCode::Control(Control::Ping), data),
+            Message::Pong(data) => (OpCode::Control(Control::Pong), data),
+            Message::Close(frame) => (OpCode::Control(Control::Close), close_payload(frame)),
+        };
+        let is_close = opcode == OpCode::Control(Control::Close);
+        if matches!(opcode, OpCode::Control(_)) && payload.len() > MAX_CONTROL_PAYLOAD {
+            return Err(Error::new(
+                ErrorKind::InvalidMessage,
+                "control frame payload over 125 bytes",
+            ));
+        }
+        let mut head = [0u8; 10];
+        let head_len = encode_header(&mut head, opcode, payload.len());
+        if is_close {
+            // Even if the write fails, nothing else may be sent.
+            self.state = State::CloseSent;
+        }
+        write_frame(&mut self.io, &head[..head_len], &payload)
+            .await
+            .map_err(|e| {
+                self.state = State::Closed;
+                Error::io(e)
+            })
+    }
+
+    /// Closes the connection: sends a close frame (unless one was already sent), then
+    /// receives until the peer's close frame or the end of the connection, dropping any
+    /// message still in flight.
+    ///
+    /// The peer may never answer: wrap it in [`tokio::time::timeout`] to bound the wait.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send) and [`recv`](Self::recv).
+    pub async fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
+        if matches!(self.state, State::Open) {
+            self.send(Message::Close(frame)).await?;
+        }
+        while let Some(msg) = self.recv().await {
+            msg?;
+        }
+        Ok(())
+    }
+
+    /// Polls for the next message; the poll form of [`recv`](Self::recv).
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
+        loop {
+            if let Err(e) = ready!(self.poll_pending(cx)) {
+                self.state = State::Closed;
+                return Poll::Ready(Some(Err(e)));
+            }
+            match &self.state {
+                State::Open | State::CloseSent => {}
+                State::Closed => return Poll::Ready(None),
+                State::Finishing(_) => {
+                    // RFC 6455 §7.1.1: the server closes the TCP connection first. A
+                    // failed shutdown only means the peer is gone already.
+                    let _ = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
+                    let State::Finishing(finish) =
+                        std::mem::replace(&mut self.state, State::Closed)
+                    else {
+                        unreachable!()
+                    };
+                    return Poll::Ready(Some(match finish {
+                        Finish::Close(frame) => Ok(Message::Close(frame)),
+                        Finish::Error(e) => Err(e),
+                    }));
+                }
+            }
+            match self.next_frame() {
+                Ok(Some((header, payload))) => match self.on_frame(&header, payload) {
+                    Ok(Some(msg)) => return Poll::Ready(Some(Ok(msg))),
+                    Ok(None) => continue,
+                    Err(e) => {
+                        self.fail(e);
+                        continue;
+                    }
+                },
+                Ok(None) => {}
+                Err(e) => {
+                    self.fail(e);
+                    continue;
+                }
+            }
+            // Not a whole frame buffered: read more.
+            let read = if self.read_buf.is_empty() {
+                self.poll_read_idle(cx)
+            } else {
+                self.poll_read_more(cx)
+            };
+            match ready!(read) {
+                Ok(0) => {
+                    let was_closing = matches!(self.state, State::CloseSent);
+                    self.state = State::Closed;
+                    if was_closing {
+                        return Poll::Ready(None);
+                    }
+                    return Poll::Ready(Some(Err(Error::new(
+                        ErrorKind::ConnectionReset,
+                        "the peer closed the connection without a close frame",
+                    ))));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.state = State::Closed;
+                    return Poll::Ready(Some(Err(Error::io(e))));
+                }
+            }
+        }
+    }
+
+    /// Reads between frames: into a scratch buffer on the stack, so that an idle
+    /// connection holds no read buffer; only the bytes that arrived are kept.
+    fn poll_read_idle(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let mut scratch = [MaybeUninit::<u8>::uninit(); MAX_SCRATCH];
+        let mut buf = ReadBuf::uninit(&mut scratch[..self.config.read_buffer_size]);
+        ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
+        let data = buf.filled();
+        // Room for the whole first frame when its header is here, so that the rest of it
+        // is read in place, with no second copy.
+        let mut capacity = data.len();
+        let mut cursor = Cursor::new(data);
+        if let Ok(Some((_, len))) = FrameHeader::parse(&mut cursor) {
+            if len <= self.config.max_frame_size as u64 {
+                capacity = capacity.max(cursor.position() as usize + len as usize);
+            }
+        }
+        let mut read_buf = BytesMut::with_capacity(capacity);
+        read_buf.extend_from_slice(data);
+        self.read_buf = read_buf;
+        Poll::Ready(Ok(data.len()))
+    }
+
+    /// Reads the rest of a frame straight into `read_buf`, which has room for it.
+    fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        match &self.header {
+            // `next_frame` made room for the whole frame.
+            Some((_, len)) => {
+                let want = len.saturating_sub(self.read_buf.len());
+                self.read_buf.reserve(want);
+            }
+            // A header cut short: at most 14 bytes, and likely the next frame behind it.
+            None => self.read_buf.reserve(self.config.read_buffer_size),
+        }
+        let read = self.io.read_buf(&mut self.read_buf);
+        std::pin::pin!(read).poll(cx)
+    }
+
+    /// Writes the pending control frame, if any.
+    fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let Some(frame) = &mut self.pending else {
+            return Poll::Ready(Ok(()));
+        };
+        while frame.written < frame.len {
+            let n = ready!(
+                Pin::new(&mut self.io)
+                    .poll_write(cx, &frame.buf[frame.written as usize..frame.len as usize])
+            )?;
+            if n == 0 {
+                return Poll::Ready(Err(Error::io(io::ErrorKind::WriteZero.into())));
+            }
+            frame.written += n as u8;
+        }
+        ready!(Pin::new(&mut self.io).poll_flush(cx))?;
+        self.pending = None;
+        Poll::Ready(Ok(()))
+    }
+
+    /// Fails the connection (RFC 6455 §7.1.7): send a close frame with the error's code,
+    /// then close.
+    fn fail(&mut self, e: Error) {
+        if matches!(self.state, State::Open) {
+            self.pending = Some(Box::new(ControlFrame::close(e.close_code())));
+        }
+        self.read_buf = BytesMut::new();
+        self.partial = None;
+        self.header = None;
+        self.state = State::Finishing(Finish::Error(e));
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
+    /// Takes the next whole frame out of `read_buf`, unmasked.
+    fn next_frame(&mut self) -> Result<Option<(FrameHeader, BytesMut)>, Error> {
+        if self.header.is_none() {
+            if self.read_buf.is_empty() {
+                return Ok(None);
+            }
+            let mut cursor = Cursor::new(&self.read_buf[..]);
+            let Some((header, len)) = FrameHeader::parse(&mut cursor)
+                .map_err(|_| Error::new(ErrorKind::Protocol, "invalid frame opcode"))?
+            else {
+                return Ok(None);
+            };
+            let consumed = cursor.position() as usize;
+            let partial_len = self.partial.as_ref().map_or(0, |p| p.data.len());
+            if len > self.config.max_frame_size as u64
+                || len.saturating_add(partial_len as u64) > self.config.max_message_size as u64
+            {
+                return Err(Error::new(
+                    ErrorKind::MessageTooBig,
+                    "message or frame too big",
+                ));
+            }
+            self.read_buf.advance(consumed);
+            self.header = Some((header, len as usize));
+        }
+        let len = self.header.as_ref().map_or(0, |(_, len)| *len);
+        if self.read_buf.len() < len {
+            // Room for the whole frame, so that the rest is read in one go.
+            self.read_buf.reserve(len - self.read_buf.len());
+            return Ok(None);
+        }
+        let (header, _) = self.header.take().expect("header checked above");
+        let mut payload = if self.read_buf.len() == len {
+            // Idle again: hand the buffer over whole and hold none.
+            std::mem::take(&mut self.read_buf)
+        } else {
+            self.read_buf.split_to(len)
+        };
+        if let Some(mask) = header.mask {
+            apply_mask(&mut payload, mask);
+        }
+        Ok(Some((header, payload)))
+    }
+
+    /// Applies RFC 6455 §5 to one frame; returns a message when one is complete.
+    fn on_frame(
+        &mut self,
+        header: &FrameHeader,
+        payload: BytesMut,
+    ) -> Result<Option<Message>, Error> {
+        let protocol = |detail| Err(Error::new(ErrorKind::Protocol, detail));
+        // RFC 6455 §5.2: no extension was negotiated, so the RSV bits must be 0.
+        if header.rsv1 || header.rsv2 || header.rsv3 {
+            return protocol("reserved bits set without an extension");
+        }
+        // RFC 6455 §5.1: a server MUST close the connection on an unmasked frame.
+        if header.mask.is_none() {
+            return protocol("unmasked frame from the client");
+        }
+        match header.opcode {
+            OpCode::Control(control) => {
+                // RFC 6455 §5.5: control frames are not fragmented and carry <= 125 bytes.
+                if !header.is_final {
+                    return protocol("fragmented control frame");
+                }
+                if payload.len() > MAX_CONTROL_PAYLOAD {
+                    return protocol("control frame over 125 bytes");
+                }
+                match control {
+                    Control::Ping => {
+                        if matches!(self.state, State::Open) {
+                            self.pending = Some(Box::new(ControlFrame::new(0xA, &payload)));
+                        }
+                        Ok(Some(Message::Ping(payload.freeze())))
+                    }
+                    Control::Pong => Ok(Some(Message::Pong(payload.freeze()))),
+                    Control::Close => {
+                        let frame = parse_close(&payload.freeze())?;
+                        if matches!(self.state, State::Open) {
+                            // RFC 6455 §5.5.1: reply with a close frame, echoing the code.
+                            self.pending = Some(Box::new(ControlFrame::close(
+                                frame.as_ref().map(|f| f.code),
+                            )));
+                        }
+                        self.state = State::Finishing(Finish::Close(frame));
+                        Ok(None)
+                    }
+                    Control::Reserved(_) => protocol("reserved control opcode"),
+                }
+            }
+            OpCode::Data(Data::Continue) => {
+                let Some(partial) = &mut self.partial else {
+                    return protocol("continuation frame without a message to continue");
+                };
+                partial.data.extend_from_slice(&payload);
+                if partial.text {
+                    partial.utf8_valid = check_utf8(&partial.data, partial.utf8_valid)?;
+                }
+                if !header.is_final {
+                    return Ok(None);
+                }
+                let partial = self.partial.take().expect("checked above");
+                finish_message(partial.text, partial.data).map(Some)
+            }
+            OpCode::Data(data @ (Data::Text | Data::Binary)) => {
+                if self.partial.is_some() {
+                    return protocol("new message before the fragmented one ended");
+                }
+                let text = data == Data::Text;
+                if header.is_final {
+                    return finish_message(text, payload).map(Some);
+                }
+                let utf8_valid = if text { check_utf8(&payload, 0)? } else { 0 };
+                self.partial = Some(Box::new(Partial {
+                    text,
+                    data: payload,
+                    utf8_valid,
+                }));
+                Ok(None)
+            }
+            OpCode::Data(Data::Reserved(_)) => protocol("reserved data opcode"),
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WebSocket<S> {
+    type Item = Result<Message, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_recv(cx)
+    }
+}
+
+impl<S> fmt::Debug for WebSocket<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebSocket")
+            .field("protocol", &self.protocol)
+            .field("closed", &self.is_closed())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+// ===== frame helpers =====
+
+/// Checks UTF-8 from `from` on; returns how far the bytes are valid, allowing an incomplete
+/// code point at the end (RFC 6455 §8.1: fail as soon as the text cannot be valid).
+fn check_utf8(data: &[u8], from: usize) -> Result<usize, Error> {
+    match std::str::from_utf8(&data[from..]) {
+        Ok(_) => Ok(data.len()),
+        Err(e) if e.error_len().is_none() => Ok(from + e.valid_up_to()),
+        Err(_) => Err(Error::new(
+            ErrorKind::InvalidUtf8,
+            "text is not valid UTF-8",
+        )),
+    }
+}
+
+/// A whole message. Text is checked in full here (which also catches a code point cut off
+/// at the end).
+fn finish_message(text: bool, data: BytesMut) -> Result<Message, Error> {
+    if text {
+        Utf8Bytes::try_from_bytes(data.freeze()).map(Message::Text)
+    } else {
+        Ok(Message::Binary(data.freeze()))
+    }
+}
+
+/// RFC 6455 §5.5.1 and §7.4: an empty body, or a valid code and a UTF-8 reason.
+fn parse_close(payload: &Bytes) -> Result<Option<CloseFrame>, Error> {
+    match payload.len() {
+        0 => Ok(None),
+        1 => Err(Error::new(
+            ErrorKind::Protocol,
+            "close frame with a 1-byte body",
+        )),
+        _ => {
+            let code = u16::from_be_bytes([payload[0], payload[1]]);
+            if !CodecCloseCode::from(code).is_allowed() {
+                return Err(Error::new(ErrorKind::Protocol, "invalid close code"));
+            }
+            let reason = Utf8Bytes::try_from_bytes(payload.slice(2..))?;
+            Ok(Some(CloseFrame { code, reason }))
+        }
+    }
+}
+
+fn close_payload(frame: Option<CloseFrame>) -> Bytes {
+    match frame {
+        None => Bytes::new(),
+        Some(frame) => {
+            let reason = Bytes::from(frame.reason);
+            let mut out = Vec::with_capacity(2 + reason.len());
+            out.extend_from_slice(&frame.code.to_be_bytes());
+            out.extend_from_slice(&reason);
+            out.into()
+        }
+    }
+}
+
+/// Formats a server (unmasked) frame header; returns its length.
+fn encode_header(out: &mut [u8; 10], opcode: OpCode, len: usize) -> usize {
+    let header = FrameHeader {
+        is_final: true,
+        rsv1: false,
+        rsv2: false,
+        rsv3: false,
+        opcode,
+        mask: None,
+    };
+    let mut cursor = Cursor::new(&mut out[..]);
+    header
+        .format(len as u64, &mut cursor)
+        .expect("a server frame header fits in 10 bytes");
+    cursor.position() as usize
+}
+
+/// Writes header and payload, with one vectored write when the transport supports it, and
+/// flushes.
+async fn write_frame<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    head: &[u8],
+    payload: &[u8],
+) -> io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    if io.is_write_vectored() {
+        let total = head.len() + payload.len();
+        let mut written = 0;
+        while written < total {
+            let bufs = if written < head.len() {
+                [IoSlice::new(&head[written..]), IoSlice::new(payload)]
+            } else {
+                [
+                    IoSlice::new(&payload[written - head.len()..]),
+                    IoSlice::new(&[]),
+                ]
+            };
+            let n = poll_fn(|cx| Pin::new(&mut *io).poll_write_vectored(cx, &bufs)).await?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            written += n;
+        }
+    } else if payload.len() <= 4096 {
+        let mut frame = Vec::with_capacity(head.len() + payload.len());
+        frame.extend_from_slice(head);
+        frame.extend_from_slice(payload);
+        io.write_all(&frame).await?;
+    } else {
+        io.write_all(head).await?;
+        io.write_all(payload).await?;
+    }
+    io.flush().await
+}
+
+/// RFC 6455 §5.3: XOR with the 4-byte mask, 8 bytes at a time.
+fn apply_mask(buf: &mut [u8], mask: [u8; 4]) {
+    let wide = u64::from_ne_bytes([
+        mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3],
+    ]);
+    let mut chunks = buf.chunks_exact_mut(8);
+    for chunk in &mut chunks {
+        let word = u64::from_ne_bytes(chunk.try_into().expect("8-byte chunk")) ^ wide;
+        chunk.copy_from_slice(&word.to_ne_bytes());
+    }
+    for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
+        *b ^= mask[i & 3];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, duplex};
+
+    fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+        let mask = [1, 2, 3, 4];
+        let mut out = vec![first];
+        match payload.len() {
+            n @ 0..=125 => out.push(0x80 | n as u8),
+            n @ 126..=0xFFFF => {
+                out.push(0x80 | 126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(0x80 | 127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&mask);
+        let mut body = payload.to_vec();
+        apply_mask(&mut body, mask);
+        out.extend_from_slice(&body);
+        out
+    }
+
+    fn pair() -> (WebSocket<DuplexStream>, DuplexStream) {
+        let (a, b) = duplex(1 << 20);
+        (WebSocket::from_raw_socket(a, WebSocketConfig::default()), b)
+    }
+
+    async fn read_n(peer: &mut DuplexStream, n: usize) -> Vec<u8> {
+        let mut buf = vec![0; n];
+        peer.read_exact(&mut buf).await.unwrap();
+        buf
+    }
+
+    #[test]
+    fn mask_matches_bytewise_xor() {
+        let mask = [0xA1, 0xB2, 0xC3, 0xD4];
+        for len in 0..40 {
+            let data: Vec<u8> = (0..len as u8).collect();
+            let mut fast = data.clone();
+            apply_mask(&mut fast, mask);
+            let slow: Vec<u8> = data
+                .iter()
+                .enumerate()
+                .map(|(i, b)| b ^ mask[i % 4])
+                .collect();
+            assert_eq!(fast, slow);
+        }
+    }
+
+    #[test]
+    fn header_encoding_uses_the_shortest_length() {
+        let mut out = [0; 10];
+        assert_eq!(encode_header(&mut out, OpCode::Data(Data::Text), 5), 2);
+        assert_eq!(&out[..2], &[0x81, 5]);
+        assert_eq!(encode_header(&mut out, OpCode::Data(Data::Binary), 126), 4);
+        assert_eq!(&out[..4], &[0x82, 126, 0, 126]);
+        assert_eq!(
+            encode_header(&mut out, OpCode::Data(Data::Binary), 70_000),
+            10
+        );
+        assert_eq!(out[1], 127);
+    }
+
+    #[tokio::test]
+    async fn receives_a_fragmented_text_message_split_inside_a_code_point() {
+        let (mut ws, mut peer) = pair();
+        let text = "h\u{e9}llo"; // é is two bytes: split between them
+        let bytes = text.as_bytes();
+        peer.write_all(&client_frame(0x01, &bytes[..2]))
+            .await
+            .unwrap();
+        peer.write_all(&client_frame(0x80, &bytes[2..]))
+            .await
+            .unwrap();
+        let msg = ws.recv().await.unwrap().unwrap();
+        assert_eq!(msg, Message::text(text));
+    }
+
+    #[tokio::test]
+    async fn answers_a_ping_with_a_pong() {
+        let (mut ws, mut peer) = pair();
+        peer.write_all(&client_frame(0x89, b"hi")).await.unwrap();
+        assert_eq!(
+            ws.recv().await.unwrap().unwrap(),
+            Message::Ping(Bytes::from_static(b"hi"))
+        );
+        ws.send(Message::text("x")).await.unwrap();
+        assert_eq!(read_n(&mut peer, 4).await, [0x8A, 2, b'h', b'i']);
+        assert_eq!(read_n(&mut peer, 3).await, [0x81, 1, b'x']);
+    }
+
+    #[tokio::test]
+    async fn echoes_the_close_code_and_ends() {
+        let (mut ws, mut peer) = pair();
+        let mut body = 1000u16.to_be_bytes().to_vec();
+        body.extend_from_slice(b"bye");
+        peer.write_all(&client_frame(0x88, &body)).await.unwrap();
+        let msg = ws.recv().await.unwrap().unwrap();
+        assert_eq!(
+            msg,
+            Message::Close(Some(CloseFrame {
+                code: 1000,
+                reason: "bye".into()
+            }))
+        );
+        assert_eq!(read_n(&mut peer, 4).await, [0x88, 2, 0x03, 0xE8]);
+        assert!(ws.recv().await.is_none());
+        assert_eq!(
+            ws.send(Message::text("late")).await.unwrap_err().kind(),
+            ErrorKind::AlreadyClosed
+        );
+    }
+
+    #[tokio::test]
+    async fn invalid_utf8_closes_with_1007() {
+        let (mut ws, mut peer) = pair();
+        peer.write_all(&client_frame(0x81, &[0xFF, 0xFE]))
+            .await
+            .unwrap();
+        let err = ws.recv().await.unwrap().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidUtf8);
+        assert_eq!(read_n(&mut peer, 4).await, [0x88, 2, 0x03, 0xEF]);
+        assert!(ws.recv().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn unmasked_frames_and_reserved_bits_close_with_1002() {
+        for frame in [vec![0x81, 0x01, b'a'], {
+            let mut f = client_frame(0x81, b"a");
+            f[0] |= 0x40;
+            f
+        }] {
+            let (mut ws, mut peer) = pair();
+            peer.write_all(&frame).await.unwrap();
+            let err = ws.recv().await.unwrap().unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Protocol);
+            assert_eq!(read_n(&mut peer, 4).await, [0x88, 2, 0x03, 0xEA]);
+        }
+    }
+
+    #[tokio::test]
+    async fn too_big_messages_close_with_1009_before_the_payload_is_read() {
+        let (a, mut peer) = duplex(1 << 16);
+        let mut ws = WebSocket::from_raw_socket(a, WebSocketConfig::new().max_message_size(10));
+        peer.write_all(&client_frame(0x82, &[0; 11])[..8])
+            .await
+            .unwrap();
+        let err = ws.recv().await.unwrap().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::MessageTooBig);
+        assert_eq!(read_n(&mut peer, 4).await, [0x88, 2, 0x03, 0xF1]);
+    }
+
+    #[tokio::test]
+    async fn holds_no_read_buffer_between_messages() {
+        let (mut ws, mut peer) = pair();
+        let big = vec![7u8; 100_000];
+        peer.write_all(&client_frame(0x82, &big)).await.unwrap();
+        assert_eq!(
+            ws.recv().await.unwrap().unwrap(),
+            Message::Binary(big.into())
+        );
+        assert_eq!(ws.read_buf.capacity(), 0);
+        peer.write_all(&client_frame(0x81, b"small")).await.unwrap();
+        assert_eq!(ws.recv().await.unwrap().unwrap(), Message::text("small"));
+        assert_eq!(ws.read_buf.capacity(), 0);
+    }
+
+    #[tokio::test]
+    async fn eof_without_close_is_a_reset() {
+        let (mut ws, peer) = pair();
+        drop(peer);
+        let err = ws.recv().await.unwrap().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ConnectionReset);
+        assert!(ws.recv().await.is_none());
+    }
+}
