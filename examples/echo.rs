@@ -17,19 +17,35 @@
 //! - the default origin policy is on: the page itself is same-origin, other sites' pages
 //!   get `403`.
 //!
+//! - h2c is registered on the whole app: `curl --http2 http://ADDR/` gets the page over
+//!   HTTP/2 after an upgrade, and `POST /echo` answers with the request body
+//!   (`curl --http2 --data-binary @file http://ADDR/echo`);
+//! - SIGINT or SIGTERM shut it down gracefully: live WebSockets get close `1001 Going
+//!   Away`, h2c connections a GOAWAY, and the process exits within 10 s;
+//! - `MAX_UPGRADES`, if set, limits the live upgraded connections (`503` past it);
+//!   `INSTANCE`, if set, is sent as `x-instance` on every response (to tell instances apart
+//!   behind a load balancer).
+//!
 //! It serves with hyper-util's `auto::Builder` rather than `axum::serve`, because only the
 //! former can enable the HTTP/2 extended CONNECT protocol; the app is still an axum
 //! `Router`.
 
-use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use axum::{Router, response::Html, routing::any, routing::get};
+use axum::body::Bytes;
+use axum::routing::{any, get, post};
+use axum::{Router, response::Html};
+use http::{HeaderName, HeaderValue};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tower_upgrade::UpgradeLayer;
+use tower::Layer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_upgrade::h2c::H2c;
 use tower_upgrade::websocket::{Error, Message, WebSocket, WebSocketHandler};
+use tower_upgrade::{Tracker, UpgradeLayer};
 
 const PAGE: &str = r#"<!doctype html>
 <html lang="en">
@@ -96,6 +112,9 @@ async fn echo(mut ws: WebSocket) -> Result<(), Error> {
     Ok(())
 }
 
+/// How long a graceful shutdown waits for live connections before aborting them.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
@@ -104,16 +123,41 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
 
+    // One tracker for both layers: one live count, one limit, one shutdown.
+    let tracker = Tracker::new();
+    if let Ok(max) = std::env::var("MAX_UPGRADES") {
+        tracker.set_max_connections(Some(max.parse()?));
+    }
+
     let websocket = WebSocketHandler::new(|ws, _req| echo(ws));
-    let app = Router::new()
+    let router = Router::new()
         .route("/", get(|| async { Html(PAGE) }))
+        .route("/echo", post(|body: Bytes| async move { body }))
         .route(
             "/ws",
             // `any`: HTTP/2 WebSockets arrive as CONNECT, and other methods get the
             // handler's `405`.
-            any(|| async { "unreachable: the route requires an upgrade\n" })
-                .layer(UpgradeLayer::new().protocol(websocket)?.require_upgrade()),
+            any(|| async { "unreachable: the route requires an upgrade\n" }).layer(
+                UpgradeLayer::new()
+                    .with_tracker(tracker.clone())
+                    .protocol(websocket)?
+                    .require_upgrade(),
+            ),
         );
+    // Behind a load balancer, tell the instances apart.
+    let router = match std::env::var("INSTANCE") {
+        Ok(name) => router.layer(SetResponseHeaderLayer::overriding(
+            HeaderName::from_static("x-instance"),
+            HeaderValue::from_str(&name)?,
+        )),
+        Err(_) => router,
+    };
+    // h2c wraps the whole router, so that every HTTP/2 request on an upgraded connection is
+    // routed (`Router::layer` would wrap each route on its own).
+    let app = UpgradeLayer::new()
+        .with_tracker(tracker.clone())
+        .protocol(H2c::new())?
+        .layer(router);
 
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
     let listener = TcpListener::bind(&addr).await?;
@@ -122,26 +166,78 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // RFC 8441: announce SETTINGS_ENABLE_CONNECT_PROTOCOL.
     builder.http2().enable_connect_protocol();
-    let builder = Arc::new(builder);
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown_signal());
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(conn) => conn,
-            Err(e) => {
-                // Out of file descriptors and the like: keep serving.
-                tracing::warn!(error = %e, "accept failed");
-                continue;
-            }
+        let (stream, peer) = tokio::select! {
+            conn = listener.accept() => match conn {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone());
-        let builder = Arc::clone(&builder);
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
         tokio::spawn(async move {
-            if let Err(e) = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .await
-            {
+            if let Err(e) = conn.await {
                 tracing::debug!(%peer, error = %e, "connection error");
             }
         });
+    }
+
+    // Graceful shutdown: no new connections; upgraded ones are told (WebSockets get close
+    // 1001, h2c connections a GOAWAY) and drained; HTTP/1.1 connections finish their
+    // request in flight. Whatever is left at the deadline is aborted.
+    drop(listener);
+    println!(
+        "echo: shutting down, {} upgraded connections live",
+        tracker.live()
+    );
+    let started = Instant::now();
+    let (report, http) = tokio::join!(
+        tracker.drain(DRAIN_DEADLINE),
+        tokio::time::timeout(DRAIN_DEADLINE, graceful.shutdown()),
+    );
+    println!(
+        "echo: drained {} upgraded connections ({} aborted){} in {} ms",
+        report.live_at_start,
+        report.aborted,
+        if http.is_err() {
+            ", HTTP connections cut at the deadline"
+        } else {
+            ""
+        },
+        started.elapsed().as_millis(),
+    );
+    Ok(())
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
     }
 }

@@ -106,7 +106,7 @@ async fn run(
     {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => {
-            tracing::warn!(error = %e, "upgraded connection failed");
+            tracing::warn!(error = %ErrorChain(&*e), "upgraded connection failed");
             Err(UpgradeError::new(
                 UpgradeErrorKind::Handler,
                 protocol.as_str(),
@@ -134,6 +134,22 @@ fn report(config: &Config, error: &UpgradeError) {
         if catch_unwind(AssertUnwindSafe(|| on_failed(error))).is_err() {
             tracing::error!("on_failed_upgrade callback panicked");
         }
+    }
+}
+
+/// Displays an error with its sources: hyper's errors say little on their own
+/// ("connection error") and put the cause in `source()`.
+struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(e) = source {
+            write!(f, ": {e}")?;
+            source = e.source();
+        }
+        Ok(())
     }
 }
 

@@ -517,6 +517,10 @@ impl ShutdownSignal {
         self.token.cancelled().await;
     }
 
+    pub(crate) fn into_token(self) -> CancellationToken {
+        self.token
+    }
+
     /// Like [`fired`](ShutdownSignal::fired), but owns the signal, for `'static` futures.
     pub async fn fired_owned(self) {
         self.token.cancelled_owned().await;

@@ -340,7 +340,8 @@ where
         // Only the subprotocol is kept (the rest of the handshake is in the request); the
         // rest is dropped now rather than held for the life of the connection.
         let ws = WebSocket::from_raw_socket(io, self.settings.config)
-            .with_protocol(handshake.into_protocol());
+            .with_protocol(handshake.into_protocol())
+            .close_on(req.shutdown().clone());
         (self.callback.0)(ws, req).await.into_serve_result()
     }
 }

@@ -12,18 +12,24 @@ use std::io::{self, Cursor, IoSlice};
 use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_core::Stream;
 use http::HeaderValue;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::WaitForCancellationFutureOwned;
 use tungstenite::protocol::frame::FrameHeader;
 use tungstenite::protocol::frame::coding::{CloseCode as CodecCloseCode, Control, Data, OpCode};
 
 use crate::io::UpgradedIo;
+use crate::tracker::ShutdownSignal;
 
 /// The most bytes one read may take into the stack scratch buffer.
 const MAX_SCRATCH: usize = 16 * 1024;
+/// The reason sent with close `1001` at graceful shutdown.
+const SHUTDOWN_REASON: &[u8] = b"server shutting down";
 /// RFC 6455 §5.5: control frames carry at most 125 bytes.
 const MAX_CONTROL_PAYLOAD: usize = 125;
 
@@ -241,6 +247,7 @@ pub struct WebSocketConfig {
     max_message_size: usize,
     max_frame_size: usize,
     read_buffer_size: usize,
+    keep_alive: Option<Duration>,
 }
 
 impl Default for WebSocketConfig {
@@ -249,6 +256,7 @@ impl Default for WebSocketConfig {
             max_message_size: 64 << 20,
             max_frame_size: 16 << 20,
             read_buffer_size: 4096,
+            keep_alive: None,
         }
     }
 }
@@ -288,6 +296,22 @@ impl WebSocketConfig {
     pub fn read_buffer_size(mut self, size: usize) -> Self {
         self.read_buffer_size = size.clamp(64, MAX_SCRATCH);
         self
+    }
+
+    /// Sends a ping after `interval` without any frame from the peer, and fails the
+    /// connection ([`ErrorKind::KeepAliveTimeout`]) when another `interval` passes with
+    /// still nothing. The timer runs while [`recv`](WebSocket::recv) is waiting.
+    ///
+    /// The default is no keep-alive.
+    pub fn keep_alive(mut self, interval: Duration) -> Self {
+        self.keep_alive = Some(interval);
+        self
+    }
+
+    /// See [`keep_alive`](Self::keep_alive).
+    #[must_use]
+    pub fn get_keep_alive(&self) -> Option<Duration> {
+        self.keep_alive
     }
 
     /// See [`max_message_size`](Self::max_message_size).
@@ -338,6 +362,9 @@ pub enum ErrorKind {
     /// A message that was about to be sent is invalid (a ping, pong or close payload over
     /// 125 bytes).
     InvalidMessage,
+    /// The peer sent nothing, not even a pong, within the
+    /// [keep-alive](WebSocketConfig::keep_alive) interval after a ping.
+    KeepAliveTimeout,
 }
 
 impl Error {
@@ -369,6 +396,7 @@ impl Error {
             ErrorKind::Protocol => Some(close_code::PROTOCOL),
             ErrorKind::InvalidUtf8 => Some(close_code::INVALID),
             ErrorKind::MessageTooBig => Some(close_code::SIZE),
+            ErrorKind::KeepAliveTimeout => Some(close_code::AWAY),
             _ => None,
         }
     }
@@ -438,6 +466,62 @@ pub struct WebSocket<S = UpgradedIo> {
     state: State,
     config: WebSocketConfig,
     protocol: Option<HeaderValue>,
+    /// Graceful shutdown and keep-alive timers, when there are any. Boxed: not every
+    /// socket has them, and it keeps the idle struct small.
+    timers: Option<Box<Timers>>,
+}
+
+/// What ends or checks an idle connection from our side.
+struct Timers {
+    /// Fires when graceful shutdown starts: send close `1001`.
+    shutdown: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    keep_alive: Option<KeepAlive>,
+}
+
+struct KeepAlive {
+    interval: Duration,
+    sleep: Pin<Box<Sleep>>,
+    /// A ping went out and nothing came back yet.
+    awaiting: bool,
+}
+
+/// What the timers ask for.
+enum Timer {
+    Shutdown,
+    Ping,
+    TimedOut,
+}
+
+impl Timers {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Timer> {
+        if let Some(shutdown) = &mut self.shutdown {
+            if shutdown.as_mut().poll(cx).is_ready() {
+                self.shutdown = None;
+                return Poll::Ready(Timer::Shutdown);
+            }
+        }
+        if let Some(keep_alive) = &mut self.keep_alive {
+            if keep_alive.sleep.as_mut().poll(cx).is_ready() {
+                if keep_alive.awaiting {
+                    return Poll::Ready(Timer::TimedOut);
+                }
+                keep_alive.awaiting = true;
+                let deadline = Instant::now() + keep_alive.interval;
+                keep_alive.sleep.as_mut().reset(deadline);
+                return Poll::Ready(Timer::Ping);
+            }
+        }
+        Poll::Pending
+    }
+
+    /// Something arrived from the peer.
+    fn heard(&mut self) {
+        if let Some(keep_alive) = &mut self.keep_alive {
+            keep_alive.awaiting = false;
+            let deadline = Instant::now() + keep_alive.interval;
+            keep_alive.sleep.as_mut().reset(deadline);
+        }
+    }
 }
 
 /// A fragmented message being assembled (RFC 6455 §5.4).
@@ -506,9 +590,37 @@ impl<S> WebSocket<S> {
             partial: None,
             pending: None,
             state: State::Open,
+            timers: config.keep_alive.map(|interval| {
+                Box::new(Timers {
+                    shutdown: None,
+                    keep_alive: Some(KeepAlive {
+                        interval,
+                        sleep: Box::pin(tokio::time::sleep(interval)),
+                        awaiting: false,
+                    }),
+                })
+            }),
             config,
             protocol: None,
         }
+    }
+
+    /// Closes the connection with `1001 Going Away` when `signal` fires, as
+    /// [`WebSocketHandler`](super::WebSocketHandler) does with the layer's graceful
+    /// shutdown: [`recv`](Self::recv) then sends the close frame, waits for the peer's,
+    /// and ends. Sends after that fail with [`ErrorKind::AlreadyClosed`].
+    pub fn close_on(mut self, signal: ShutdownSignal) -> Self {
+        let shutdown = Box::pin(signal.into_token().cancelled_owned());
+        match &mut self.timers {
+            Some(timers) => timers.shutdown = Some(shutdown),
+            None => {
+                self.timers = Some(Box::new(Timers {
+                    shutdown: Some(shutdown),
+                    keep_alive: None,
+                }));
+            }
+        }
+        self
     }
 
     pub(crate) fn with_protocol(mut self, protocol: Option<HeaderValue>) -> Self {
@@ -643,6 +755,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                         Finish::Close(frame) => Ok(Message::Close(frame)),
                         Finish::Error(e) => Err(e),
                     }));
+                }
+            }
+            if matches!(self.state, State::Open) {
+                if let Some(timers) = &mut self.timers {
+                    if let Poll::Ready(timer) = timers.poll(cx) {
+                        match timer {
+                            Timer::Shutdown => {
+                                // RFC 6455 §7.4.1: 1001, the server is going away.
+                                self.pending = Some(Box::new(ControlFrame::new(
+                                    0x8,
+                                    &[&close_code::AWAY.to_be_bytes()[..], SHUTDOWN_REASON]
+                                        .concat(),
+                                )));
+                                self.state = State::CloseSent;
+                            }
+                            Timer::Ping => {
+                                self.pending = Some(Box::new(ControlFrame::new(0x9, b"")))
+                            }
+                            Timer::TimedOut => self.fail(Error::new(
+                                ErrorKind::KeepAliveTimeout,
+                                "no answer to a keep-alive ping",
+                            )),
+                        }
+                        continue;
+                    }
                 }
             }
             match self.next_frame() {
@@ -790,6 +927,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             return Ok(None);
         }
         let (header, _) = self.header.take().expect("header checked above");
+        if let Some(timers) = &mut self.timers {
+            timers.heard();
+        }
         let mut payload = if self.read_buf.len() == len {
             // Idle again: hand the buffer over whole and hold none.
             std::mem::take(&mut self.read_buf)

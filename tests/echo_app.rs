@@ -1,0 +1,263 @@
+//! The echo example as a user runs it: a separate process, checked from outside over real
+//! TCP, including a graceful shutdown with live WebSockets.
+#![cfg(all(feature = "websocket", feature = "h2c"))]
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::Message as TMessage;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use support::*;
+
+/// The example binary, which `cargo test` builds next to the test binaries.
+fn echo_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    dir.join("examples")
+        .join(format!("echo{}", std::env::consts::EXE_SUFFIX))
+}
+
+struct Echo {
+    child: Child,
+    addr: SocketAddr,
+    stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl Echo {
+    fn start(env: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(echo_binary());
+        cmd.env("ADDR", "127.0.0.1:0")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .spawn()
+            .expect("run examples/echo (built by `cargo test`)");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        // "echo: open http://127.0.0.1:PORT/ in a browser"
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
+        Self {
+            child,
+            addr,
+            stdout,
+        }
+    }
+
+    fn terminate(&self) {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits (bounded) for the process to exit; returns its status and the rest of stdout.
+    fn wait(mut self, limit: Duration) -> (std::process::ExitStatus, String) {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let mut rest = String::new();
+                std::io::Read::read_to_string(&mut self.stdout, &mut rest).unwrap();
+                return (status, rest);
+            }
+            if start.elapsed() > limit {
+                let _ = self.child.kill();
+                panic!("echo did not exit within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Echo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+type Client = tokio_tungstenite::WebSocketStream<TcpStream>;
+
+async fn ws(addr: SocketAddr) -> Client {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    // Same-origin, as the page's own script.
+    let request = http::Request::get(format!("ws://{addr}/ws"))
+        .header("host", addr.to_string())
+        .header("origin", format!("http://{addr}"))
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .body(())
+        .unwrap();
+    timeout(IO_TIMEOUT, tokio_tungstenite::client_async(request, tcp))
+        .await
+        .unwrap()
+        .unwrap()
+        .0
+}
+
+async fn next(client: &mut Client) -> Option<TMessage> {
+    timeout(IO_TIMEOUT, client.next())
+        .await
+        .expect("read timed out")
+        .map(|r| r.expect("read failed"))
+}
+
+#[tokio::test]
+async fn the_echo_app_keeps_its_contract() {
+    let echo = Echo::start(&[]);
+    let addr = echo.addr;
+
+    let mut stream = send(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let (head, body) = read_response(&mut stream).await;
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    for id in [
+        "id=\"state\"",
+        "id=\"message\"",
+        "id=\"send\"",
+        "id=\"log\"",
+        "/ws",
+    ] {
+        assert!(body.contains(id), "page lacks {id}");
+    }
+
+    let mut stream = send(addr, b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let (head, _) = read_response(&mut stream).await;
+    assert!(
+        head.starts_with("HTTP/1.1 426 Upgrade Required\r\n"),
+        "{head}"
+    );
+    assert_eq!(header(&head, "upgrade"), Some("websocket"));
+
+    let mut stream = send(
+        addr,
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
+    )
+    .await;
+    assert_eq!(read_response(&mut stream).await.1, "hello");
+
+    let mut client = ws(addr).await;
+    client.send(TMessage::text("héllo")).await.unwrap();
+    assert_eq!(next(&mut client).await, Some(TMessage::text("héllo")));
+    client
+        .send(TMessage::binary(vec![0u8, 1, 2, 255]))
+        .await
+        .unwrap();
+    assert_eq!(
+        next(&mut client).await,
+        Some(TMessage::binary(vec![0u8, 1, 2, 255]))
+    );
+    client.close(None).await.unwrap();
+
+    // A cross-site page is refused by the default origin policy.
+    let mut stream = send(
+        addr,
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\nOrigin: http://evil.example\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await;
+    assert!(
+        read_response(&mut stream)
+            .await
+            .0
+            .starts_with("HTTP/1.1 403 Forbidden\r\n")
+    );
+}
+
+#[tokio::test]
+async fn max_upgrades_limits_live_websockets() {
+    let echo = Echo::start(&[("MAX_UPGRADES", "2")]);
+    let mut first = ws(echo.addr).await;
+    let _second = ws(echo.addr).await;
+    let mut stream = send(
+        echo.addr,
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await;
+    let (head, body) = read_response(&mut stream).await;
+    assert!(
+        head.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{head}"
+    );
+    assert!(header(&head, "retry-after").is_some());
+    assert_eq!(body, "too many upgraded connections\n");
+    first.close(None).await.unwrap();
+    while next(&mut first).await.is_some() {}
+    // The slot is free again (bounded wait for the server to see the close).
+    for attempt in 0.. {
+        let mut stream = send(
+            echo.addr,
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\
+              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        )
+        .await;
+        if read_head(&mut stream).await.starts_with("HTTP/1.1 101 ") {
+            break;
+        }
+        assert!(attempt < 100, "the slot was never released");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// SIGTERM with 50 live WebSockets: each gets close 1001, and the process exits well
+/// within its 10 s drain deadline.
+#[tokio::test]
+async fn sigterm_closes_live_websockets_with_1001_and_exits() {
+    let echo = Echo::start(&[]);
+    let mut clients = Vec::new();
+    for i in 0..50 {
+        let mut client = ws(echo.addr).await;
+        client.send(TMessage::text(format!("{i}"))).await.unwrap();
+        assert_eq!(
+            next(&mut client).await,
+            Some(TMessage::text(format!("{i}")))
+        );
+        clients.push(client);
+    }
+    let start = Instant::now();
+    echo.terminate();
+    let mut away = 0;
+    for client in &mut clients {
+        match next(client).await {
+            Some(TMessage::Close(Some(frame))) if frame.code == CloseCode::Away => away += 1,
+            other => panic!("expected close 1001, got {other:?}"),
+        }
+        assert!(next(client).await.is_none());
+    }
+    let (status, out) = tokio::task::spawn_blocking(move || echo.wait(Duration::from_secs(12)))
+        .await
+        .unwrap();
+    let took = start.elapsed();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        out.contains("drained 50 upgraded connections (0 aborted)"),
+        "{out}"
+    );
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    eprintln!(
+        "shutdown: {away}/50 clients got close 1001; the process exited after {} ms; it said: {}",
+        took.as_millis(),
+        out.trim()
+    );
+}
