@@ -609,6 +609,7 @@ impl<S> WebSocket<S> {
     /// [`WebSocketHandler`](super::WebSocketHandler) does with the layer's graceful
     /// shutdown: [`recv`](Self::recv) then sends the close frame, waits for the peer's,
     /// and ends. Sends after that fail with [`ErrorKind::AlreadyClosed`].
+    #[must_use]
     pub fn close_on(mut self, signal: ShutdownSignal) -> Self {
         let shutdown = Box::pin(signal.into_token().cancelled_owned());
         match &mut self.timers {
