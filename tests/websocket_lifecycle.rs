@@ -22,9 +22,8 @@ use support::*;
 
 async fn echo(mut ws: WebSocket) -> Result<(), tower_upgrade::websocket::Error> {
     while let Some(msg) = ws.recv().await {
-        match msg? {
-            msg @ (Message::Text(_) | Message::Binary(_)) => ws.send(msg).await?,
-            _ => {}
+        if let msg @ (Message::Text(_) | Message::Binary(_)) = msg? {
+            ws.send(msg).await?;
         }
     }
     Ok(())
