@@ -205,8 +205,11 @@ fn main() -> ExitCode {
         writeln!(stdout, "{}", listener.local_addr()?)?;
         stdout.flush()?;
         drop(stdout);
-        match tokio::time::timeout(Duration::from_secs(args.max_secs), serve(args.imp, listener))
-            .await
+        match tokio::time::timeout(
+            Duration::from_secs(args.max_secs),
+            serve(args.imp, listener),
+        )
+        .await
         {
             Ok(result) => result,
             // The lifetime bound ran out: a normal end.
@@ -439,7 +442,10 @@ fn parse_head(buf: &[u8]) -> io::Result<Option<FrameHead>> {
         n => (0, usize::from(n)),
     };
     if payload > MAX_FRAME {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "frame too large"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "frame too large",
+        ));
     }
     let Some(mask) = buf.get(2 + ext..6 + ext) else {
         return Ok(None);
