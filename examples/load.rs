@@ -102,6 +102,8 @@ flags (defaults in brackets):
   --client-cpu N      core this harness is pinned to [1]
   --threads N         server runtime threads, 1 = current-thread runtime [1]
   --grace-secs N      a run longer than its deadline plus this is aborted [30]
+  --quiet-secs N      before each run, wait up to N s for the machine to be quiet
+                      (other processes below 10% of a core) [5]
   --server PATH       the bench_server binary [next to this binary]
 ";
 
@@ -137,6 +139,7 @@ struct Opts {
     client_cpu: usize,
     threads: usize,
     grace: Duration,
+    quiet: Duration,
     server: PathBuf,
 }
 
@@ -173,6 +176,7 @@ impl Opts {
             client_cpu: 1,
             threads: 1,
             grace: Duration::from_secs(30),
+            quiet: Duration::from_secs(5),
             server: exe.with_file_name("bench_server"),
         };
         while let Some(flag) = args.next() {
@@ -211,6 +215,7 @@ impl Opts {
                 "--client-cpu" => opts.client_cpu = num(&value)? as usize,
                 "--threads" => opts.threads = num(&value)?.max(1) as usize,
                 "--grace-secs" => opts.grace = Duration::from_secs(num(&value)?),
+                "--quiet-secs" => opts.quiet = Duration::from_secs(num(&value)?),
                 "--server" => opts.server = PathBuf::from(value),
                 other => return Err(format!("unknown flag {other:?}\n\n{HELP}")),
             }
@@ -436,6 +441,13 @@ struct Sample {
     wall: Duration,
     server_cpu: Duration,
     client_cpu: Duration,
+    /// Machine-wide time in softirq: loopback packet processing. A tick that lands in a
+    /// softirq is also charged to the process it interrupted, if any.
+    softirq: Duration,
+    /// Machine-wide busy time (user + nice + system + irq + softirq) not charged to the
+    /// server or to this harness: other processes (a colleague's build, say), and interrupts
+    /// taken while a core was idle. Large values mean a disturbed run.
+    other_cpu: Duration,
     /// Latency of each operation, in nanoseconds.
     lat: Vec<u32>,
 }
@@ -446,16 +458,23 @@ impl Sample {
     where
         F: Future<Output = Result<Vec<u32>, Failure>>,
     {
-        let (s0, c0) = (server.cpu()?, cpu_time("self")?);
+        let (s0, c0, m0) = (server.cpu()?, cpu_time("self")?, machine_time()?);
         let t0 = Instant::now();
         let lat = load.await?;
         let wall = t0.elapsed();
-        let (s1, c1) = (server.cpu()?, cpu_time("self")?);
+        let (s1, c1, m1) = (server.cpu()?, cpu_time("self")?, machine_time()?);
+        let server_cpu = s1.saturating_sub(s0);
+        let client_cpu = c1.saturating_sub(c0);
         Ok(Self {
             ops: lat.len() as u64,
             wall,
-            server_cpu: s1.saturating_sub(s0),
-            client_cpu: c1.saturating_sub(c0),
+            server_cpu,
+            client_cpu,
+            softirq: m1.softirq.saturating_sub(m0.softirq),
+            other_cpu: m1
+                .busy
+                .saturating_sub(m0.busy)
+                .saturating_sub(server_cpu + client_cpu),
             lat,
         })
     }
@@ -478,12 +497,46 @@ impl Sample {
             cpu_us: self.server_cpu.as_secs_f64() * 1e6 / ops,
             server_pct: self.server_cpu.as_secs_f64() * 100.0 / wall,
             client_pct: self.client_cpu.as_secs_f64() * 100.0 / wall,
+            softirq_pct: self.softirq.as_secs_f64() * 100.0 / wall,
+            other_pct: self.other_cpu.as_secs_f64() * 100.0 / wall,
         }
     }
 }
 
-/// What a table shows for one run; medians are taken field by field.
-#[derive(Clone, Copy, Debug)]
+/// Machine-wide CPU time, all cores, from the first line of `/proc/stat`.
+struct MachineTime {
+    /// user + nice + system.
+    tasks: Duration,
+    /// `tasks` + irq + softirq.
+    busy: Duration,
+    softirq: Duration,
+}
+
+fn machine_time() -> io::Result<MachineTime> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("cpu "))
+        .ok_or_else(|| io::Error::other("bad /proc/stat"))?
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    let ticks = |t: u64| Duration::from_secs_f64(t as f64 / clock_ticks());
+    // proc(5): user nice system idle iowait irq softirq ...
+    match fields[..] {
+        [user, nice, system, _, _, irq, softirq, ..] => Ok(MachineTime {
+            tasks: ticks(user + nice + system),
+            busy: ticks(user + nice + system + irq + softirq),
+            softirq: ticks(softirq),
+        }),
+        _ => Err(io::Error::other("bad /proc/stat")),
+    }
+}
+
+/// What a table shows for one run; medians are taken field by field. The `_pct` fields
+/// are percent of one core.
+#[derive(Clone, Copy)]
 struct Metrics {
     rate: f64,
     p50_us: f64,
@@ -492,6 +545,26 @@ struct Metrics {
     cpu_us: f64,
     server_pct: f64,
     client_pct: f64,
+    softirq_pct: f64,
+    other_pct: f64,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:.0}/s, p50 {:.0} µs, p99 {:.0} µs, server {:.2} µs/op, cpu % server {:.0} \
+             client {:.0} softirq {:.0} other {:.0}",
+            self.rate,
+            self.p50_us,
+            self.p99_us,
+            self.cpu_us,
+            self.server_pct,
+            self.client_pct,
+            self.softirq_pct,
+            self.other_pct
+        )
+    }
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -517,6 +590,8 @@ fn median_metrics(runs: &[Metrics]) -> Metrics {
         cpu_us: m(|r| r.cpu_us),
         server_pct: m(|r| r.server_pct),
         client_pct: m(|r| r.client_pct),
+        softirq_pct: m(|r| r.softirq_pct),
+        other_pct: m(|r| r.other_pct),
     }
 }
 
@@ -552,6 +627,7 @@ where
             if row.failure.is_some() {
                 continue;
             }
+            wait_for_quiet(opts.quiet).await;
             let result = match Server::start(opts, row.imp).await {
                 Ok(server) => {
                     let deadline = opts.duration + opts.grace + Duration::from_secs(60);
@@ -577,6 +653,26 @@ where
         }
     }
     rows
+}
+
+/// Waits, up to `max`, until the rest of the machine has been quiet (tasks below 10% of a
+/// core) for 250 ms. Nothing of ours runs meanwhile, so whatever is busy is someone else.
+async fn wait_for_quiet(max: Duration) {
+    const WINDOW: Duration = Duration::from_millis(250);
+    let start = Instant::now();
+    // Bounded by `max`, in steps of `WINDOW`.
+    while start.elapsed() < max {
+        let Ok(m0) = machine_time() else { return };
+        tokio::time::sleep(WINDOW).await;
+        let Ok(m1) = machine_time() else { return };
+        let busy = m1.tasks.saturating_sub(m0.tasks).as_secs_f64() / WINDOW.as_secs_f64();
+        if busy < 0.10 {
+            return;
+        }
+    }
+    if !max.is_zero() {
+        eprintln!("load: the machine is busy with other work; measuring anyway");
+    }
 }
 
 /// The impl the ratios are taken against: this crate's WebSocket handler if it was
@@ -626,11 +722,12 @@ fn metrics_table(
     if let Some(floor) = floor {
         let _ = write!(out, "vs {floor} | ");
     }
-    out.push_str("server CPU % | client CPU % |\n|---|---:|---:|---:|---:|---:|");
+    out.push_str("server CPU % | client CPU % | softirq % | other CPU % |\n");
+    out.push_str("|---|---:|---:|---:|---:|---:|");
     if floor.is_some() {
         out.push_str("---:|");
     }
-    out.push_str("---:|---:|\n");
+    out.push_str("---:|---:|---:|---:|\n");
     for (row, m) in rows.iter().zip(&medians) {
         let _ = write!(out, "| {} |", row.imp);
         match (m, &row.failure) {
@@ -647,7 +744,11 @@ fn metrics_table(
                 if floor.is_some() {
                     let _ = write!(out, " {} |", ratio(m.cpu_us, floor_cpu));
                 }
-                let _ = write!(out, " {:.0} | {:.0} |", m.server_pct, m.client_pct);
+                let _ = write!(
+                    out,
+                    " {:.0} | {:.0} | {:.0} | {:.0} |",
+                    m.server_pct, m.client_pct, m.softirq_pct, m.other_pct
+                );
             }
             (None, failure) => {
                 let text = match failure {
@@ -655,7 +756,7 @@ fn metrics_table(
                     Some(Failure::Error(e)) => format!("error: {e}"),
                     None => "no runs".to_owned(),
                 };
-                let cols = if floor.is_some() { 8 } else { 7 };
+                let cols = if floor.is_some() { 10 } else { 9 };
                 let _ = write!(out, " {text} |{}", " |".repeat(cols - 1));
             }
         }
@@ -663,7 +764,10 @@ fn metrics_table(
     }
     let _ = write!(
         out,
-        "\nMedians of {} run(s). The ratios compare server CPU per {unit}.\n",
+        "\nMedians of {} run(s). The ratios compare server CPU per {unit} (`utime + stime` of \
+         the server process). CPU % columns are percent of one core over the measured time: \
+         softirq is machine-wide (and overlaps the process columns), other is busy time charged to \
+         neither the server nor the client (other processes, interrupts on idle cores).\n",
         rows.iter().map(|r| r.runs.len()).max().unwrap_or(0)
     );
     out
