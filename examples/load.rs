@@ -714,7 +714,7 @@ fn metrics_table(
     let mut out = format!("### {title}\n\n");
     let _ = write!(
         out,
-        "| impl | {unit}/s | p50 µs | p99 µs | server CPU µs/{unit} | vs {} | ",
+        "| impl | {unit}/s | p50 µs | p99 µs | server CPU µs/{unit} | min–max | vs {} | ",
         reference
             .or(reference_names.first().copied())
             .unwrap_or("–")
@@ -723,7 +723,7 @@ fn metrics_table(
         let _ = write!(out, "vs {floor} | ");
     }
     out.push_str("server CPU % | client CPU % | softirq % | other CPU % |\n");
-    out.push_str("|---|---:|---:|---:|---:|---:|");
+    out.push_str("|---|---:|---:|---:|---:|---:|---:|");
     if floor.is_some() {
         out.push_str("---:|");
     }
@@ -732,9 +732,14 @@ fn metrics_table(
         let _ = write!(out, "| {} |", row.imp);
         match (m, &row.failure) {
             (Some(m), _) => {
+                let cpu = row.runs.iter().map(|r| r.cpu_us);
+                let (min, max) = (
+                    cpu.clone().fold(f64::INFINITY, f64::min),
+                    cpu.fold(0.0, f64::max),
+                );
                 let _ = write!(
                     out,
-                    " {:.0} | {:.0} | {:.0} | {:.2} | {} |",
+                    " {:.0} | {:.0} | {:.0} | {:.2} | {min:.2}–{max:.2} | {} |",
                     m.rate,
                     m.p50_us,
                     m.p99_us,
@@ -756,7 +761,7 @@ fn metrics_table(
                     Some(Failure::Error(e)) => format!("error: {e}"),
                     None => "no runs".to_owned(),
                 };
-                let cols = if floor.is_some() { 10 } else { 9 };
+                let cols = if floor.is_some() { 11 } else { 10 };
                 let _ = write!(out, " {text} |{}", " |".repeat(cols - 1));
             }
         }
@@ -1093,8 +1098,8 @@ async fn idle(opts: &Opts) -> String {
         .map(per_conn);
     let mut out = format!(
         "### Idle: resident memory per open WebSocket, {n} connections\n\n\
-         | impl | KiB per connection | vs {} | vs floor | RSS before MiB | RSS after MiB |\n\
-         |---|---:|---:|---:|---:|---:|\n",
+         | impl | KiB per connection | min–max | vs {} | vs floor | RSS before MiB | RSS after MiB |\n\
+         |---|---:|---:|---:|---:|---:|---:|\n",
         reference.map_or("tower-upgrade", |r| r.0)
     );
     for row in &rows {
@@ -1104,15 +1109,20 @@ async fn idle(opts: &Opts) -> String {
                 Some(Failure::Error(e)) => format!("error: {e}"),
                 None => "no runs".to_owned(),
             };
-            let _ = writeln!(out, "| {} | {text} | | | | |", row.imp);
+            let _ = writeln!(out, "| {} | {text} | | | | | |", row.imp);
             continue;
         }
         let bytes = per_conn(row);
+        let kib = row.runs.iter().map(|r| r.per_conn / 1024.0);
+        let (min, max) = (
+            kib.clone().fold(f64::INFINITY, f64::min),
+            kib.fold(0.0, f64::max),
+        );
         let before = median(row.runs.iter().map(|r| r.before_kib as f64).collect());
         let after = median(row.runs.iter().map(|r| r.after_kib as f64).collect());
         let _ = writeln!(
             out,
-            "| {} | {:.2} | {} | {} | {:.1} | {:.1} |",
+            "| {} | {:.2} | {min:.2}–{max:.2} | {} | {} | {:.1} | {:.1} |",
             row.imp,
             bytes / 1024.0,
             ratio(bytes, reference.map(|r| r.1)),
