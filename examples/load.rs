@@ -104,6 +104,9 @@ flags (defaults in brackets):
   --grace-secs N      a run longer than its deadline plus this is aborted [30]
   --quiet-secs N      before each run, wait up to N s for the machine to be quiet
                       (other processes below 10% of a core) [5]
+  --max-other PCT     a run during which other work took more than PCT% of a core
+                      is done again [20]
+  --retries N         at most this many times [2]
   --server PATH       the bench_server binary [next to this binary]
 ";
 
@@ -140,6 +143,8 @@ struct Opts {
     threads: usize,
     grace: Duration,
     quiet: Duration,
+    max_other: f64,
+    retries: usize,
     server: PathBuf,
 }
 
@@ -177,6 +182,8 @@ impl Opts {
             threads: 1,
             grace: Duration::from_secs(30),
             quiet: Duration::from_secs(5),
+            max_other: 20.0,
+            retries: 2,
             server: exe.with_file_name("bench_server"),
         };
         while let Some(flag) = args.next() {
@@ -216,6 +223,8 @@ impl Opts {
                 "--threads" => opts.threads = num(&value)?.max(1) as usize,
                 "--grace-secs" => opts.grace = Duration::from_secs(num(&value)?),
                 "--quiet-secs" => opts.quiet = Duration::from_secs(num(&value)?),
+                "--max-other" => opts.max_other = num(&value)? as f64,
+                "--retries" => opts.retries = num(&value)? as usize,
                 "--server" => opts.server = PathBuf::from(value),
                 other => return Err(format!("unknown flag {other:?}\n\n{HELP}")),
             }
@@ -600,6 +609,8 @@ struct Row<T> {
     imp: &'static str,
     runs: Vec<T>,
     failure: Option<Failure>,
+    /// Runs kept although other work disturbed them (after every retry).
+    disturbed: usize,
 }
 
 /// Runs `one` for every impl, round-robin, `--runs` times. An impl that is not built, or
@@ -612,7 +623,7 @@ async fn round_robin<T, F>(
 ) -> Vec<Row<T>>
 where
     F: AsyncFnMut(&Server) -> Result<T, Failure>,
-    T: std::fmt::Debug,
+    T: RunValue,
 {
     let mut rows: Vec<Row<T>> = impls
         .iter()
@@ -620,39 +631,88 @@ where
             imp,
             runs: Vec::new(),
             failure: None,
+            disturbed: 0,
         })
         .collect();
     for run in 1..=opts.runs {
         for row in &mut rows {
-            if row.failure.is_some() {
-                continue;
-            }
-            wait_for_quiet(opts.quiet).await;
-            let result = match Server::start(opts, row.imp).await {
-                Ok(server) => {
-                    let deadline = opts.duration + opts.grace + Duration::from_secs(60);
-                    let result = match timeout(deadline, one(&server)).await {
-                        Ok(result) => result,
-                        Err(_) => Err(Failure::Error("run timed out".into())),
-                    };
-                    server.stop().await;
-                    result
+            // Bounded: one try, plus `--retries` for runs that other work disturbed.
+            for attempt in 0..=opts.retries {
+                if row.failure.is_some() {
+                    break;
                 }
-                Err(failure) => Err(failure),
-            };
-            match result {
-                Ok(value) => {
-                    eprintln!("{what} {} run {run}/{}: {value:?}", row.imp, opts.runs);
-                    row.runs.push(value);
+                wait_for_quiet(opts.quiet).await;
+                let result = match Server::start(opts, row.imp).await {
+                    Ok(server) => {
+                        let deadline = opts.duration + opts.grace + Duration::from_secs(60);
+                        let result = match timeout(deadline, one(&server)).await {
+                            Ok(result) => result,
+                            Err(_) => Err(Failure::Error("run timed out".into())),
+                        };
+                        server.stop().await;
+                        result
+                    }
+                    Err(failure) => Err(failure),
+                };
+                let value = match result {
+                    Ok(value) => value,
+                    Err(failure) => {
+                        eprintln!("{what} {} run {run}/{}: {failure:?}", row.imp, opts.runs);
+                        row.failure = Some(failure);
+                        break;
+                    }
+                };
+                eprintln!("{what} {} run {run}/{}: {value:?}", row.imp, opts.runs);
+                let disturbed = value.other_pct() > opts.max_other;
+                if disturbed && attempt < opts.retries {
+                    eprintln!(
+                        "  other work took {:.0}% of a core: again",
+                        value.other_pct()
+                    );
+                    continue;
                 }
-                Err(failure) => {
-                    eprintln!("{what} {} run {run}/{}: {failure:?}", row.imp, opts.runs);
-                    row.failure = Some(failure);
-                }
+                row.disturbed += usize::from(disturbed);
+                row.runs.push(value);
+                break;
             }
         }
     }
     rows
+}
+
+/// A run's result, as [`round_robin`] sees it.
+trait RunValue: std::fmt::Debug {
+    /// CPU time, in percent of one core, that other work took during the run.
+    fn other_pct(&self) -> f64 {
+        0.0
+    }
+}
+
+impl RunValue for Metrics {
+    fn other_pct(&self) -> f64 {
+        self.other_pct
+    }
+}
+
+/// Memory does not depend on what else runs.
+impl RunValue for Idle {}
+
+/// The note under a table for runs kept although other work disturbed them.
+fn disturbed_note<T>(rows: &[Row<T>], max_other: f64) -> String {
+    let list: Vec<String> = rows
+        .iter()
+        .filter(|r| r.disturbed > 0)
+        .map(|r| format!("{} ({} of {})", r.imp, r.disturbed, r.runs.len()))
+        .collect();
+    if list.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "\nRuns kept although other work took more than {max_other:.0}% of a core after \
+             every retry: {}.\n",
+            list.join(", ")
+        )
+    }
 }
 
 /// Waits, up to `max`, until the rest of the machine has been quiet (tasks below 10% of a
@@ -697,6 +757,7 @@ fn metrics_table(
     rows: &[Row<Metrics>],
     reference_names: &[&str],
     floor: Option<&str>,
+    max_other: f64,
 ) -> String {
     let medians: Vec<Option<Metrics>> = rows
         .iter()
@@ -775,6 +836,7 @@ fn metrics_table(
          neither the server nor the client (other processes, interrupts on idle cores).\n",
         rows.iter().map(|r| r.runs.len()).max().unwrap_or(0)
     );
+    out.push_str(&disturbed_note(rows, max_other));
     out
 }
 
@@ -813,6 +875,7 @@ async fn passthrough(opts: &Opts) -> String {
         &rows,
         &["plain-axum"],
         None,
+        opts.max_other,
     );
     let cpu = |name: &str| {
         rows.iter()
@@ -892,6 +955,7 @@ async fn handshake(opts: &Opts) -> String {
         &rows,
         &["tower-upgrade", "tower-upgrade-raw"],
         Some("floor"),
+        opts.max_other,
     )
 }
 
@@ -987,6 +1051,7 @@ async fn echo(opts: &Opts, size: usize) -> String {
         &rows,
         &["tower-upgrade", "tower-upgrade-raw"],
         Some("floor"),
+        opts.max_other,
     )
 }
 
@@ -1229,6 +1294,7 @@ async fn h2c(opts: &Opts) -> String {
         &rows,
         &["h2c"],
         Some("h2-prior-knowledge"),
+        opts.max_other,
     )
 }
 
