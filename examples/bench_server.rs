@@ -14,6 +14,7 @@
 //! | `floor` | the limit: minimal HTTP parsing (read to the empty line), a fixed `101` with no validation, a raw frame echo |
 //! | `tower-upgrade` | this crate's WebSocket handler, on an axum router (needs the `websocket` module; reports "not built yet" without it) |
 //! | `tower-upgrade-raw` | the core layer only: an axum router with [`UpgradeLayer`] and a small [`ProtocolHandler`] that checks the key and computes `Sec-WebSocket-Accept`, then the floor's frame echo on the [`UpgradedIo`] |
+//! | `tower-upgrade-raw-hyper` | the same layer and handler around a `tower::service_fn`, on a plain hyper 1 `http1` server as the hyper-based peers use (no axum router, no `auto::Builder`) |
 //! | `axum` | axum 0.8 `WebSocketUpgrade` (tokio-tungstenite) |
 //! | `hyper-tungstenite` | hyper 1 `http1` server with hyper-tungstenite |
 //! | `fastwebsockets` | hyper 1 `http1` server with fastwebsockets' `upgrade` |
@@ -78,6 +79,7 @@ enum Impl {
     Floor,
     TowerUpgrade,
     TowerUpgradeRaw,
+    TowerUpgradeRawHyper,
     Axum,
     HyperTungstenite,
     Fastwebsockets,
@@ -89,10 +91,11 @@ enum Impl {
 }
 
 impl Impl {
-    const ALL: [(&'static str, Self); 11] = [
+    const ALL: [(&'static str, Self); 12] = [
         ("floor", Self::Floor),
         ("tower-upgrade", Self::TowerUpgrade),
         ("tower-upgrade-raw", Self::TowerUpgradeRaw),
+        ("tower-upgrade-raw-hyper", Self::TowerUpgradeRawHyper),
         ("axum", Self::Axum),
         ("hyper-tungstenite", Self::HyperTungstenite),
         ("fastwebsockets", Self::Fastwebsockets),
@@ -259,6 +262,13 @@ async fn serve(imp: Impl, listener: TcpListener) -> io::Result<()> {
         Impl::Floor => accept_loop(listener, floor_conn).await,
         Impl::TowerUpgrade => serve_tower_upgrade(listener).await,
         Impl::TowerUpgradeRaw => serve_axum(listener, tower_upgrade_raw_app()).await,
+        Impl::TowerUpgradeRawHyper => {
+            let layer = raw_layer();
+            accept_loop(listener, move |tcp| {
+                tower_upgrade_hyper_conn(tcp, layer.clone())
+            })
+            .await
+        }
         Impl::Axum => serve_axum(listener, axum_app()).await,
         Impl::HyperTungstenite => accept_loop(listener, hyper_tungstenite_conn).await,
         Impl::Fastwebsockets => accept_loop(listener, fastwebsockets_conn).await,
@@ -601,12 +611,29 @@ fn accept_key(key: &[u8]) -> HeaderValue {
     HeaderValue::try_from(accept).expect("base64 is a valid header value")
 }
 
-fn tower_upgrade_raw_app() -> Router {
-    let layer = UpgradeLayer::new()
+fn raw_layer() -> UpgradeLayer {
+    UpgradeLayer::new()
         .protocol(RawWebSocket)
         .expect("valid static token")
-        .require_upgrade();
-    Router::new().route("/ws", get(|| async { "upgrade only" }).layer(layer))
+        .require_upgrade()
+}
+
+fn tower_upgrade_raw_app() -> Router {
+    Router::new().route("/ws", get(|| async { "upgrade only" }).layer(raw_layer()))
+}
+
+/// The layer on a plain hyper `http1` connection, the way the hyper-based peers are served.
+async fn tower_upgrade_hyper_conn(tcp: TcpStream, layer: UpgradeLayer) {
+    use tower::Layer as _;
+
+    let inner = tower::service_fn(|_req: Request<Incoming>| async {
+        Ok::<_, Infallible>(Response::new(Full::<Bytes>::from("upgrade only")))
+    });
+    let service = hyper_util::service::TowerToHyperService::new(layer.layer(inner));
+    let _ = http1::Builder::new()
+        .serve_connection(TokioIo::new(tcp), service)
+        .with_upgrades()
+        .await;
 }
 
 // ===== tower-upgrade (this crate's WebSocket handler) =====

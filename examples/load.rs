@@ -64,6 +64,7 @@ const WS_IMPLS: &[&str] = &[
     "floor",
     "tower-upgrade",
     "tower-upgrade-raw",
+    "tower-upgrade-raw-hyper",
     "fastwebsockets",
     "tokio-websockets",
     "axum",
