@@ -247,6 +247,13 @@ impl Opts {
 }
 
 fn main() -> ExitCode {
+    if std::env::args()
+        .skip(1)
+        .any(|a| matches!(a.as_str(), "--help" | "-h" | "help"))
+    {
+        print!("{HELP}");
+        return ExitCode::SUCCESS;
+    }
     let opts = match Opts::parse() {
         Ok(opts) => opts,
         Err(msg) => {
@@ -1436,6 +1443,8 @@ struct Reader {
 
 /// The longest response head the clients accept.
 const MAX_HEAD: usize = 16 * 1024;
+/// The longest response body or frame payload the clients accept.
+const MAX_PAYLOAD: usize = 64 << 20;
 
 impl Reader {
     fn new(capacity: usize) -> Self {
@@ -1527,6 +1536,9 @@ impl Reader {
             .and_then(|v| std::str::from_utf8(v).ok())
             .and_then(|v| v.trim().parse::<usize>().ok())
             .ok_or_else(|| io::Error::other("response without Content-Length"))?;
+        if length > MAX_PAYLOAD {
+            return Err(io::Error::other("response body too large"));
+        }
         self.reserve(n + length);
         while self.data().len() < n + length {
             self.fill(tcp).await?;
@@ -1558,6 +1570,9 @@ impl Reader {
                     126 | 127 => (0, 0),
                     n => (2, usize::from(n)),
                 };
+                if len > MAX_PAYLOAD {
+                    return Err(io::Error::other("frame too large"));
+                }
                 if head > 0 {
                     if data.len() >= head + len {
                         let at = self.start + head;
