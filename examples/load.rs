@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo build --release --examples
-//! target/release/examples/load all            # every measurement, ~5 minutes
+//! target/release/examples/load all            # every measurement, 4–8 minutes
 //! target/release/examples/load echo --runs 5 --duration-ms 3000
 //! ```
 //!
@@ -32,6 +32,11 @@
 //! per connection (RFC 6455 §5.3 requires masked client frames), one buffered read per
 //! response. Every loop is bounded by a count and by a deadline, and a run that overruns
 //! its deadline by `--grace-secs` is aborted.
+//!
+//! On a shared machine, each table also shows the softirq time and the CPU time of every
+//! other process during the run. Before each run the harness waits (`--quiet-secs`) for the
+//! rest of the machine to go quiet, and it redoes a run that other work disturbed
+//! (`--max-other`, `--retries`). `BENCHMARKS.md` explains how to read the tables.
 //!
 //! `--impls a,b,c` limits a subcommand to some impls; `--help` lists every flag.
 
