@@ -1,0 +1,47 @@
+//! Pieces shared by `bench_server` and `load`: CPU pinning, the file-descriptor limit, and
+//! the RFC 6455 masking function (the server unmasks with it, the client masks).
+//!
+//! Included by both binaries with `#[path = "bench_support/mod.rs"] mod bench_support;`.
+//! A directory without `main.rs` is not an example of its own.
+
+use nix::sched::{CpuSet, sched_setaffinity};
+use nix::sys::resource::{Resource, getrlimit, setrlimit};
+use nix::unistd::Pid;
+
+/// Pins the calling thread to `cpu`. Call it first thing in `main`, before the tokio
+/// runtime starts: threads started later inherit the mask.
+pub(crate) fn pin_to_cpu(cpu: usize) -> nix::Result<()> {
+    let mut set = CpuSet::new();
+    set.set(cpu)?;
+    sched_setaffinity(Pid::from_raw(0), &set)
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit, and returns the new soft limit.
+pub(crate) fn raise_nofile_limit() -> nix::Result<u64> {
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    }
+    Ok(hard.max(soft))
+}
+
+/// XORs `buf` with the 4-byte masking key (RFC 6455 §5.3), eight bytes at a time.
+///
+/// `buf` must start at the first byte of the payload: the key is applied from its index 0.
+#[inline]
+pub(crate) fn apply_mask(buf: &mut [u8], mask: [u8; 4]) {
+    let m = u32::from_ne_bytes(mask);
+    // Both halves are the key, so this holds on either byte order.
+    let m = u64::from(m) | (u64::from(m) << 32);
+    let mut chunks = buf.chunks_exact_mut(8);
+    for chunk in &mut chunks {
+        let word = u64::from_ne_bytes([
+            chunk[0], chunk[1], chunk[2], chunk[3], chunk[4], chunk[5], chunk[6], chunk[7],
+        ]) ^ m;
+        chunk.copy_from_slice(&word.to_ne_bytes());
+    }
+    // The tail starts at a multiple of 8, so the key index restarts at 0.
+    for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
+        *b ^= mask[i % 4];
+    }
+}
