@@ -19,6 +19,15 @@ use crate::layer::Config;
 use crate::registry::Serve;
 use crate::tracker::{Event, Slot};
 
+/// What the task needs until the switch. Boxed, and freed at the switch: the task's own
+/// state is allocated once for its whole life, so only what the long-lived part needs may
+/// be in it (an idle WebSocket must cost little).
+struct Pending {
+    on_upgrade: OnUpgrade,
+    serve: Serve,
+    req: UpgradeRequest,
+}
+
 /// Spawns the connection task: wait for hyper to hand over the connection (after the `101`
 /// has been written), then run the handler. Failures are reported, never propagated. The
 /// slot is released when the task ends, whatever way.
@@ -36,15 +45,21 @@ pub(crate) fn spawn(
         outcome = tracing::field::Empty,
         duration_ms = tracing::field::Empty,
     );
-    let tracker = slot.tracker().clone();
-    let abort = tracker.abort_token().clone();
+    let pending = Box::new(Pending {
+        on_upgrade,
+        serve,
+        req,
+    });
+    let tasks = slot.tracker().tasks().clone();
     let task = async move {
         let start = Instant::now();
-        let protocol = req.protocol.clone();
+        let protocol = slot.protocol().token().as_str();
         let result = tokio::select! {
             biased;
-            () = abort.cancelled() => Err(UpgradeError::new(UpgradeErrorKind::Aborted, protocol.as_str(), None)),
-            result = run(&config, on_upgrade, serve, req) => result,
+            () = slot.tracker().abort_token().cancelled() => {
+                Err(UpgradeError::new(UpgradeErrorKind::Aborted, protocol, None))
+            }
+            result = run(&config, pending, protocol) => result,
         };
         let span = tracing::Span::current();
         span.record("duration_ms", start.elapsed().as_millis() as u64);
@@ -62,17 +77,15 @@ pub(crate) fn spawn(
         }
         drop(slot);
     };
-    tracker.tasks().spawn(task.instrument(span));
+    tasks.spawn(task.instrument(span));
 }
 
 async fn run(
     config: &Config,
-    on_upgrade: OnUpgrade,
-    serve: Serve,
-    req: UpgradeRequest,
+    mut pending: Box<Pending>,
+    protocol: &str,
 ) -> Result<(), UpgradeError> {
-    let protocol = req.protocol.clone();
-    let upgraded = match on_upgrade.await {
+    let upgraded = match (&mut pending.on_upgrade).await {
         Ok(upgraded) => upgraded,
         Err(e) => {
             if e.is_user() {
@@ -89,7 +102,7 @@ async fn run(
             }
             return Err(UpgradeError::new(
                 UpgradeErrorKind::Upgrade,
-                protocol.as_str(),
+                protocol,
                 Some(e.into()),
             ));
         }
@@ -99,17 +112,16 @@ async fn run(
         tracing::Span::current().record("peer", tracing::field::display(peer));
     }
     tracing::debug!("upgraded connection started");
-    match (CatchUnwind {
-        future: serve(io, req),
-    })
-    .await
-    {
+    // The request goes into the handler and the box is freed before the long wait.
+    let Pending { serve, req, .. } = *pending;
+    let serving = serve(io, req);
+    match (CatchUnwind { future: serving }).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => {
             tracing::warn!(error = %ErrorChain(&*e), "upgraded connection failed");
             Err(UpgradeError::new(
                 UpgradeErrorKind::Handler,
-                protocol.as_str(),
+                protocol,
                 Some(e),
             ))
         }
@@ -118,7 +130,7 @@ async fn run(
             tracing::error!(panic = %message, "protocol handler panicked");
             Err(UpgradeError::new(
                 UpgradeErrorKind::Panic,
-                protocol.as_str(),
+                protocol,
                 Some(message.into()),
             ))
         }

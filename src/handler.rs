@@ -400,6 +400,42 @@ impl<E: Into<BoxError>> IntoServeResult for Result<(), E> {
     }
 }
 
+pin_project_lite::pin_project! {
+    /// Maps a handler future's output with [`IntoServeResult`].
+    ///
+    /// A combinator rather than `async move { f.await.into_serve_result() }`: an `async`
+    /// block holds the future it captured *and* the one it awaits, twice the size, for the
+    /// life of the connection.
+    pub(crate) struct ServeResult<F> {
+        #[pin]
+        future: F,
+    }
+}
+
+impl<F> ServeResult<F> {
+    pub(crate) fn new(future: F) -> Self {
+        Self { future }
+    }
+}
+
+impl<F> Future for ServeResult<F>
+where
+    F: Future,
+    F::Output: IntoServeResult,
+{
+    type Output = Result<(), BoxError>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        self.project()
+            .future
+            .poll(cx)
+            .map(IntoServeResult::into_serve_result)
+    }
+}
+
 /// Makes a [`ProtocolHandler`] from a token and a closure that runs the protocol.
 ///
 /// Every upgrade request that offers `token` is accepted (unless it has a body, see
@@ -483,13 +519,16 @@ where
         Decision::Accept(Accepted::new(()))
     }
 
-    async fn serve(
+    fn serve(
         self: Arc<Self>,
         io: UpgradedIo,
         req: UpgradeRequest,
         (): (),
-    ) -> Result<(), BoxError> {
-        (self.f)(io, req).await.into_serve_result()
+    ) -> impl Future<Output = Result<(), BoxError>> + Send {
+        // The closure's future is made here, not inside an `async fn`: the arguments of an
+        // `async fn` stay in its state for its whole life, and this future lives as long as
+        // the connection.
+        ServeResult::new((self.f)(io, req))
     }
 }
 

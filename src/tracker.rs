@@ -453,6 +453,12 @@ pub(crate) struct Slot {
     protocol: Arc<ProtocolState>,
 }
 
+impl ProtocolState {
+    pub(crate) fn token(&self) -> &UpgradeToken {
+        &self.token
+    }
+}
+
 impl Slot {
     pub(crate) fn tracker(&self) -> &Tracker {
         &self.tracker

@@ -13,7 +13,9 @@ use super::origin::OriginPolicy;
 use super::rejection::{ForbiddenOrigin, MethodNotGet, NoMatchingProtocol, WebSocketRejection};
 use super::socket::{WebSocket, WebSocketConfig};
 use crate::error::{BoxError, ConfigError};
-use crate::handler::{Accepted, Decision, IntoServeResult, ProtocolHandler, UpgradeRequest};
+use crate::handler::{
+    Accepted, Decision, IntoServeResult, ProtocolHandler, ServeResult, UpgradeRequest,
+};
 use crate::headers::is_token;
 use crate::io::UpgradedIo;
 
@@ -331,18 +333,20 @@ where
         self.settings.decide(req)
     }
 
-    async fn serve(
+    fn serve(
         self: Arc<Self>,
         io: UpgradedIo,
         req: UpgradeRequest,
         handshake: Handshake,
-    ) -> Result<(), BoxError> {
+    ) -> impl Future<Output = Result<(), BoxError>> + Send {
         // Only the subprotocol is kept (the rest of the handshake is in the request); the
         // rest is dropped now rather than held for the life of the connection.
         let ws = WebSocket::from_raw_socket(io, self.settings.config)
             .with_protocol(handshake.into_protocol())
             .close_on(req.shutdown().clone());
-        (self.callback.0)(ws, req).await.into_serve_result()
+        // Made here rather than in an `async fn`, whose arguments would stay in its state
+        // (and so in memory) for the whole connection.
+        ServeResult::new((self.callback.0)(ws, req))
     }
 }
 
@@ -366,15 +370,13 @@ where
         self.settings.decide(req)
     }
 
-    async fn serve(
+    fn serve(
         self: Arc<Self>,
         io: UpgradedIo,
         req: UpgradeRequest,
         handshake: Handshake,
-    ) -> Result<(), BoxError> {
-        (self.callback.0)(io, handshake, req)
-            .await
-            .into_serve_result()
+    ) -> impl Future<Output = Result<(), BoxError>> + Send {
+        ServeResult::new((self.callback.0)(io, handshake, req))
     }
 }
 

@@ -447,9 +447,10 @@ impl From<io::Error> for Error {
 /// - While no frame is in progress, the socket holds no read buffer at all, and it never
 ///   holds a write buffer: an idle connection costs only this struct.
 ///
-/// `recv` is cancel-safe (all its state lives in the socket), so it can sit in a
-/// `tokio::select!` next to a channel. `send` is not: a `send` dropped half-way leaves a
-/// partial frame on the wire.
+/// Both are cancel-safe, because all their state lives in the socket: `recv` can sit in a
+/// `tokio::select!` next to a channel, and a `send` dropped half-way (say, by a timeout)
+/// leaves its frame to be finished before any other frame is written (the message may
+/// then be sent or not, but the stream stays well-formed).
 ///
 /// See the [module docs](crate::websocket) for an example.
 pub struct WebSocket<S = UpgradedIo> {
@@ -463,6 +464,9 @@ pub struct WebSocket<S = UpgradedIo> {
     partial: Option<Box<Partial>>,
     /// A control frame (pong, close) to write before anything else.
     pending: Option<Box<ControlFrame>>,
+    /// The data frame being written: kept here rather than in the `send` future, so that
+    /// the future stays small and a cancelled `send` finishes its frame before any other.
+    out: Option<Outgoing>,
     state: State,
     config: WebSocketConfig,
     protocol: Option<HeaderValue>,
@@ -522,6 +526,14 @@ impl Timers {
             keep_alive.sleep.as_mut().reset(deadline);
         }
     }
+}
+
+/// A frame on its way out: its header and payload, and how much of both is written.
+struct Outgoing {
+    head: [u8; 10],
+    head_len: u8,
+    payload: Bytes,
+    written: usize,
 }
 
 /// A fragmented message being assembled (RFC 6455 §5.4).
@@ -589,6 +601,7 @@ impl<S> WebSocket<S> {
             header: None,
             partial: None,
             pending: None,
+            out: None,
             state: State::Open,
             timers: config.keep_alive.map(|interval| {
                 Box::new(Timers {
@@ -706,12 +719,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             // Even if the write fails, nothing else may be sent.
             self.state = State::CloseSent;
         }
-        write_frame(&mut self.io, &head[..head_len], &payload)
-            .await
-            .map_err(|e| {
-                self.state = State::Closed;
-                Error::io(e)
-            })
+        self.out = Some(Outgoing {
+            head,
+            head_len: head_len as u8,
+            payload,
+            written: 0,
+        });
+        poll_fn(|cx| self.poll_pending(cx)).await.inspect_err(|_| {
+            self.state = State::Closed;
+        })
     }
 
     /// Closes the connection: sends a close frame (unless one was already sent), then
@@ -862,8 +878,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         std::pin::pin!(read).poll(cx)
     }
 
-    /// Writes the pending control frame, if any.
+    /// Writes the rest of the data frame in flight, if any, then the pending control frame,
+    /// if any, and flushes. Frames are never interleaved.
     fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if let Some(out) = &mut self.out {
+            ready!(poll_write_out(&mut self.io, cx, out))?;
+            self.out = None;
+            if self.pending.is_none() {
+                ready!(Pin::new(&mut self.io).poll_flush(cx))?;
+                return Poll::Ready(Ok(()));
+            }
+        }
         let Some(frame) = &mut self.pending else {
             return Poll::Ready(Ok(()));
         };
@@ -1116,42 +1141,34 @@ fn encode_header(out: &mut [u8; 10], opcode: OpCode, len: usize) -> usize {
     cursor.position() as usize
 }
 
-/// Writes header and payload, with one vectored write when the transport supports it, and
-/// flushes.
-async fn write_frame<S: AsyncWrite + Unpin>(
+/// Writes the rest of a frame: header and payload together with vectored writes when the
+/// transport supports them (one system call for a whole small frame), else one after the
+/// other.
+fn poll_write_out<S: AsyncWrite + Unpin>(
     io: &mut S,
-    head: &[u8],
-    payload: &[u8],
-) -> io::Result<()> {
-    use tokio::io::AsyncWriteExt;
-    if io.is_write_vectored() {
-        let total = head.len() + payload.len();
-        let mut written = 0;
-        while written < total {
-            let bufs = if written < head.len() {
-                [IoSlice::new(&head[written..]), IoSlice::new(payload)]
-            } else {
-                [
-                    IoSlice::new(&payload[written - head.len()..]),
-                    IoSlice::new(&[]),
-                ]
-            };
-            let n = poll_fn(|cx| Pin::new(&mut *io).poll_write_vectored(cx, &bufs)).await?;
-            if n == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-            written += n;
+    cx: &mut Context<'_>,
+    out: &mut Outgoing,
+) -> Poll<io::Result<()>> {
+    let head_len = usize::from(out.head_len);
+    let total = head_len + out.payload.len();
+    while out.written < total {
+        let (first, second) = if out.written < head_len {
+            (&out.head[out.written..head_len], &out.payload[..])
+        } else {
+            (&out.payload[out.written - head_len..], &[][..])
+        };
+        let n = if io.is_write_vectored() {
+            let bufs = [IoSlice::new(first), IoSlice::new(second)];
+            ready!(Pin::new(&mut *io).poll_write_vectored(cx, &bufs))?
+        } else {
+            ready!(Pin::new(&mut *io).poll_write(cx, first))?
+        };
+        if n == 0 {
+            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
         }
-    } else if payload.len() <= 4096 {
-        let mut frame = Vec::with_capacity(head.len() + payload.len());
-        frame.extend_from_slice(head);
-        frame.extend_from_slice(payload);
-        io.write_all(&frame).await?;
-    } else {
-        io.write_all(head).await?;
-        io.write_all(payload).await?;
+        out.written += n;
     }
-    io.flush().await
+    Poll::Ready(Ok(()))
 }
 
 /// RFC 6455 §5.3: XOR with the 4-byte mask, 8 bytes at a time.
@@ -1249,6 +1266,39 @@ mod tests {
             .unwrap();
         let msg = ws.recv().await.unwrap().unwrap();
         assert_eq!(msg, Message::text(text));
+    }
+
+    /// A `send` cancelled half-way leaves the rest of its frame to be written before any
+    /// other frame: the stream never carries an interleaved frame.
+    #[tokio::test]
+    async fn a_cancelled_send_finishes_its_frame_first() {
+        let (a, mut peer) = duplex(64);
+        let mut ws = WebSocket::from_raw_socket(a, WebSocketConfig::default());
+        let big = vec![b'a'; 1000];
+        let first = ws.send(Message::binary(big.clone()));
+        // Only 64 bytes fit: the send is pending, then dropped.
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(50), first)
+                .await
+                .is_err()
+        );
+        // A ping arrives meanwhile: its pong must wait for the rest of the frame.
+        let reader = tokio::spawn(async move {
+            let mut got = vec![0u8; 4 + 1000 + 2 + 2 + 3];
+            peer.write_all(&client_frame(0x89, b"")).await.unwrap();
+            peer.read_exact(&mut got).await.unwrap();
+            got
+        });
+        assert_eq!(
+            ws.recv().await.unwrap().unwrap(),
+            Message::Ping(Bytes::new())
+        );
+        ws.send(Message::text("end")).await.unwrap();
+        let got = reader.await.unwrap();
+        assert_eq!(&got[..4], &[0x82, 126, 0x03, 0xE8]);
+        assert_eq!(&got[4..1004], &big[..]);
+        assert_eq!(&got[1004..1006], &[0x8A, 0]);
+        assert_eq!(&got[1006..], &[0x81, 3, b'e', b'n', b'd']);
     }
 
     #[tokio::test]
