@@ -13,8 +13,8 @@
 #   2. curl --http2 POST /echo (10 KB)  : 101, then HTTP/2 200 and the same bytes back
 #   3. nghttp -u, three requests        : upgrade, stream 1 and two more streams answered 200
 #                                         on one connection, no error frames
-#   4. nghttp -u -d (OPTIONS * upgrade) : stream 1 answered, the POST on a later stream
-#                                         answered 200 with the same bytes back
+#   4. nghttp -u -d (OPTIONS * upgrade) : the POST on a later stream answered 200 with the
+#                                         same bytes back, no error frames
 # Exits non-zero if any check fails.
 set -uo pipefail
 
@@ -44,7 +44,8 @@ failed=0
 pass() { echo "PASS $1"; }
 fail() {
     echo "FAIL $1" >&2
-    [ -n "${2:-}" ] && sed 's/^/    /' "$2" | head -n 60 >&2
+    # The frames, without the base64 body lines nghttp prints among them.
+    [ -n "${2:-}" ] && grep -avE '^[A-Za-z0-9+/=]{16,}$' "$2" | sed 's/^/    /' | head -n 120 >&2
     failed=1
 }
 
@@ -86,7 +87,10 @@ else
     fail "$name (exit $rc, $ok_streams streams answered 200)" "$tmp/multi.out"
 fi
 
-# 4. nghttp -u -d: upgrades with `OPTIONS *`, then POSTs on a later stream.
+# 4. nghttp -u -d: upgrades with `OPTIONS *`, then POSTs on a later stream. nghttp does not
+#    wait for the answer to its `OPTIONS *` (stream 1): once the POST is answered it sends
+#    GOAWAY, so whether stream 1's answer shows in its output is a race. Stream 1 itself is
+#    checked by test 3 and by tests/h2c.rs.
 name="nghttp -u -d POST /echo (OPTIONS * upgrade)"
 nghttp -u -v -t 10 -d "$tmp/body.txt" "$BASE/echo" >"$tmp/data.out" 2>&1
 rc=$?
@@ -96,7 +100,6 @@ rc2=$?
 if [ "$rc" -eq 0 ] && [ "$rc2" -eq 0 ] \
     && grep -q 'HTTP Upgrade success' "$tmp/data.out" \
     && grep -qE 'OPTIONS \* HTTP/1.1' "$tmp/data.out" \
-    && grep -qE 'recv \(stream_id=1\) :status: [0-9]+$' "$tmp/data.out" \
     && [ -n "$post_stream" ] && [ "$post_stream" != 1 ] \
     && grep -qE "recv \(stream_id=${post_stream}\) :status: 200$" "$tmp/data.out" \
     && ! grep -qE 'recv (RST_STREAM|GOAWAY) frame' "$tmp/data.out" \
