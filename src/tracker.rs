@@ -523,6 +523,7 @@ impl ShutdownSignal {
         self.token.cancelled().await;
     }
 
+    #[cfg_attr(not(feature = "websocket"), allow(dead_code))]
     pub(crate) fn into_token(self) -> CancellationToken {
         self.token
     }
