@@ -167,6 +167,7 @@ impl Registry {
     ///
     /// This is the pass-through path's only cost: no allocation, and for a request that is
     /// not an upgrade, one header lookup.
+    #[inline]
     pub(crate) fn select<B>(&self, req: &Request<B>, server_order: bool) -> Selection {
         match req.version() {
             Version::HTTP_11 => self.select_http11(req, server_order),
@@ -192,8 +193,13 @@ impl Registry {
         }
     }
 
+    #[inline]
     fn select_http11<B>(&self, req: &Request<B>, server_order: bool) -> Selection {
         let headers = req.headers();
+        // The pass-through path: one lookup, no list to read.
+        if !headers.contains_key(header::UPGRADE) {
+            return Selection::None;
+        }
         // RFC 9110 §7.6.1: `Upgrade` without the `upgrade` connection option was forwarded by
         // mistake and is ignored; with `close` it cannot be honoured.
         if !connection_upgrades(headers) {
