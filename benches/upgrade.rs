@@ -58,7 +58,7 @@ fn bench_app<S>(
     group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     rt: &tokio::runtime::Runtime,
     name: &str,
-    app: S,
+    app: &S,
 ) where
     S: tower::Service<
             Request<Body>,
@@ -83,14 +83,14 @@ fn pass_through(c: &mut Criterion) {
     let mut group = c.benchmark_group("pass_through");
     // `Router::layer` wraps every route, and axum boxes each wrapped route whatever the
     // layer: `noop_layer` measures that cost alone.
-    bench_app(&mut group, &rt, "bare", router());
+    bench_app(&mut group, &rt, "bare", &router());
     bench_app(
         &mut group,
         &rt,
         "noop_layer",
         router().layer(tower::layer::util::Identity::new()),
     );
-    bench_app(&mut group, &rt, "layered", layered());
+    bench_app(&mut group, &rt, "layered", &layered());
     // The layer around the whole router (as for h2c): no boxing by axum.
     bench_app(
         &mut group,
