@@ -88,7 +88,7 @@ fn pass_through(c: &mut Criterion) {
         &mut group,
         &rt,
         "noop_layer",
-        router().layer(tower::layer::util::Identity::new()),
+        &router().layer(tower::layer::util::Identity::new()),
     );
     bench_app(&mut group, &rt, "layered", &layered());
     // The layer around the whole router (as for h2c): no boxing by axum.
@@ -96,7 +96,7 @@ fn pass_through(c: &mut Criterion) {
         &mut group,
         &rt,
         "wrapped",
-        tower::Layer::layer(&upgrade_layer(), router()),
+        &tower::Layer::layer(&upgrade_layer(), router()),
     );
     group.finish();
 }
