@@ -38,7 +38,10 @@ pub(crate) fn spawn(
     req: UpgradeRequest,
     slot: Slot,
 ) {
-    let span = tracing::info_span!(
+    // DEBUG: a subscriber keeps the data of every live span, and an upgraded connection
+    // may live for hours; at the default levels, only failures are logged (with their
+    // protocol), and a connection costs no span.
+    let span = tracing::debug_span!(
         "upgraded",
         protocol = %req.protocol,
         peer = tracing::field::Empty,
@@ -91,6 +94,7 @@ async fn run(
             if e.is_user() {
                 // hyper's "upgrade expected but low level API in use".
                 tracing::error!(
+                    protocol,
                     error = %e,
                     "the 101 was sent but hyper could not hand over the connection: serve it \
                      with `.with_upgrades()` (hyper) or `serve_connection_with_upgrades` \
@@ -118,7 +122,7 @@ async fn run(
     match (CatchUnwind { future: serving }).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => {
-            tracing::warn!(error = %ErrorChain(&*e), "upgraded connection failed");
+            tracing::warn!(protocol, error = %ErrorChain(&*e), "upgraded connection failed");
             Err(UpgradeError::new(
                 UpgradeErrorKind::Handler,
                 protocol,
@@ -127,7 +131,7 @@ async fn run(
         }
         Err(panic) => {
             let message = panic_message(&*panic);
-            tracing::error!(panic = %message, "protocol handler panicked");
+            tracing::error!(protocol, panic = %message, "protocol handler panicked");
             Err(UpgradeError::new(
                 UpgradeErrorKind::Panic,
                 protocol,
@@ -139,7 +143,10 @@ async fn run(
 
 fn report(config: &Config, error: &UpgradeError) {
     if error.kind() == UpgradeErrorKind::Aborted {
-        tracing::warn!("upgraded connection aborted at the drain deadline");
+        tracing::warn!(
+            protocol = error.protocol(),
+            "upgraded connection aborted at the drain deadline"
+        );
     }
     if let Some(on_failed) = &config.on_failed {
         // A panicking callback must not take the task's accounting with it.

@@ -23,7 +23,16 @@
 //! - answer `426 Upgrade Required` with the registered protocols on routes that
 //!   [require an upgrade](UpgradeLayer::require_upgrade);
 //! - contain every failure after the `101` (the connection could not be taken over, the
-//!   handler failed or panicked), report it to a callback and `tracing`.
+//!   handler failed or panicked), report it to a callback and `tracing`;
+//! - track every upgraded connection with a [`Tracker`]: counts per protocol, limits
+//!   (`503` with `Retry-After` before switching), graceful shutdown with a drain deadline,
+//!   an optional [idle timeout](UpgradeLayer::idle_timeout), and a `tracing` span per
+//!   connection (protocol, peer, outcome, duration; at `DEBUG` level, so that long-lived
+//!   connections hold no span data unless asked for; failures are logged at `WARN`/`ERROR`).
+//!
+//! Built-in protocols: [`websocket`] (RFC 6455 and RFC 8441) and [`h2c`] (HTTP/2 by
+//! upgrade, RFC 7540 §3.2). Anything else: [`handler_fn`] or an impl of
+//! [`ProtocolHandler`].
 //!
 //! You are responsible for serving connections with upgrades enabled: `axum::serve` does,
 //! and with hyper use `http1::Builder::serve_connection(..).with_upgrades()` (or
@@ -57,6 +66,24 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Feature flags
+//!
+//! - `websocket` (default): the [`websocket`] handler. Pulls in tungstenite's frame codec
+//!   (without its default features), `sha1` and `base64`.
+//! - `h2c` (default): the [`h2c`] handler. Pulls in `base64`.
+//! - `axum` (default): `IntoResponse` for the WebSocket rejections, and axum's request
+//!   body type on h2c streams. Pulls in `axum-core`.
+//! - `full`: all of the above.
+//!
+//! # Where to put the layer
+//!
+//! With axum, `Router::layer(UpgradeLayer)` wraps *each route*: the natural choice for a
+//! protocol that belongs to some routes (a WebSocket endpoint). To serve one layer for the
+//! whole app (h2c must: it serves the app itself over HTTP/2), wrap the router instead:
+//! `UpgradeLayer::new().protocol(..)?.layer(router)`, then serve it with
+//! `axum::ServiceExt::into_make_service`. That also skips the boxing axum does for every
+//! `Router::layer`.
 //!
 //! # Ordering with tower-http
 //!
