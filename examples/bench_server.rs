@@ -12,7 +12,7 @@
 //! | `--impl` | what runs |
 //! | --- | --- |
 //! | `floor` | the limit: minimal HTTP parsing (read to the empty line), a fixed `101` with no validation, a raw frame echo |
-//! | `tower-upgrade` | this crate's WebSocket handler, on an axum router (needs the `websocket` module; reports "not built yet" without it) |
+//! | `tower-upgrade` | this crate's WebSocket handler, on an axum router (needs the `websocket` feature; reports "not built yet" without it); `GET /stats` answers the layer's [`Tracker`] totals as `live=… accepted=… completed=… failed=…` |
 //! | `tower-upgrade-raw` | the core layer only: an axum router with [`UpgradeLayer`] and a small [`ProtocolHandler`] that checks the key and computes `Sec-WebSocket-Accept`, then the floor's frame echo on the [`UpgradedIo`] |
 //! | `tower-upgrade-raw-hyper` | the same layer and handler around a `tower::service_fn`, on a plain hyper 1 `http1` server as the hyper-based peers use (no axum router, no `auto::Builder`) |
 //! | `axum` | axum 0.8 `WebSocketUpgrade` (tokio-tungstenite) |
@@ -22,7 +22,7 @@
 //! | `plain-axum` | `GET /` → `hello`, a bare axum router |
 //! | `layered-axum` | the same router with [`UpgradeLayer`] (two protocols registered) |
 //! | `h2-prior-knowledge` | `layered-axum` served by hyper-util's `auto::Builder` (HTTP/2 with prior knowledge) |
-//! | `h2c` | placeholder until the `h2c` module lands: exits with "h2c: not built yet" |
+//! | `h2c` | `plain-axum`'s router wrapped whole in [`UpgradeLayer`] with [`H2c`], on the same `auto::Builder` setup as `h2-prior-knowledge`: clients upgrade from HTTP/1.1 (needs the `h2c` feature) |
 //!
 //! Every impl sets `TCP_NODELAY` on accepted connections. Options:
 //!
@@ -38,6 +38,8 @@
 //! [`UpgradeLayer`]: tower_upgrade::UpgradeLayer
 //! [`ProtocolHandler`]: tower_upgrade::ProtocolHandler
 //! [`UpgradedIo`]: tower_upgrade::UpgradedIo
+//! [`Tracker`]: tower_upgrade::Tracker
+//! [`H2c`]: tower_upgrade::h2c::H2c
 
 #[path = "bench_support/mod.rs"]
 mod bench_support;
@@ -235,7 +237,7 @@ fn not_built(imp: Impl) -> Option<&'static str> {
             "tower-upgrade: not built yet (the `websocket` module is not on this branch; \
              `tower-upgrade-raw` measures the core layer)",
         ),
-        Impl::H2c => Some("h2c: not built yet (the `h2c` module is not on this branch)"),
+        Impl::H2c if !H2C_BUILT => Some("h2c: not built yet (needs the `h2c` feature)"),
         _ => None,
     }
 }
@@ -279,7 +281,7 @@ async fn serve(imp: Impl, listener: TcpListener) -> io::Result<()> {
             let app = layered_app();
             accept_loop(listener, move |tcp| auto_conn(tcp, app.clone())).await
         }
-        Impl::H2c => Err(io::Error::other("h2c: not built yet")),
+        Impl::H2c => serve_h2c(listener).await,
     }
 }
 
@@ -341,6 +343,39 @@ async fn auto_conn(tcp: TcpStream, app: Router) {
     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
         .serve_connection_with_upgrades(TokioIo::new(tcp), service)
         .await;
+}
+
+// ===== h2c =====
+
+/// Whether this build has the `h2c` impl.
+const H2C_BUILT: bool = cfg!(feature = "h2c");
+
+/// `plain-axum`'s router with the layer around the whole of it (the h2c handler routes
+/// every HTTP/2 request on an upgraded connection through it again), served as
+/// `h2-prior-knowledge` is. Both impls then put exactly one [`UpgradeLayer`] on the path of
+/// each request.
+#[cfg(feature = "h2c")]
+async fn serve_h2c(listener: TcpListener) -> io::Result<()> {
+    use tower::Layer as _;
+
+    let app = UpgradeLayer::new()
+        .protocol(tower_upgrade::h2c::H2c::new())
+        .map_err(io::Error::other)?
+        .layer(hello_app());
+    accept_loop(listener, move |tcp| {
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        async move {
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection_with_upgrades(TokioIo::new(tcp), service)
+                .await;
+        }
+    })
+    .await
+}
+
+#[cfg(not(feature = "h2c"))]
+async fn serve_h2c(_listener: TcpListener) -> io::Result<()> {
+    Err(io::Error::other("h2c: not built yet"))
 }
 
 // ===== floor =====
@@ -662,7 +697,20 @@ fn tower_upgrade_app() -> Router {
         .protocol(echo)
         .expect("valid handler")
         .require_upgrade();
-    Router::new().route("/ws", get(|| async { "upgrade only" }).layer(layer))
+    let tracker = layer.tracker().clone();
+    Router::new()
+        .route("/ws", get(|| async { "upgrade only" }).layer(layer))
+        // For the soak test: the upgraded connections the layer counts.
+        .route(
+            "/stats",
+            get(move || async move {
+                let t = tracker.stats().totals;
+                format!(
+                    "live={} accepted={} completed={} failed={}\n",
+                    t.live, t.accepted, t.completed, t.failed
+                )
+            }),
+        )
 }
 
 #[cfg(feature = "websocket")]

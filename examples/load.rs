@@ -16,9 +16,17 @@
 //!   each of `--sizes`;
 //! - `idle`: memory per idle WebSocket, from `VmRSS` before and after `--idle-conns` are
 //!   opened;
-//! - `h2c`: requests/s over HTTP/2 (prior knowledge, hyper-util's `auto::Builder`); the h2c
-//!   row reports "not built yet" until the `h2c` module lands;
-//! - `all`: all of the above.
+//! - `h2c`: requests/s over HTTP/2, `--h2-conns` connections × `--h2-streams` streams, on
+//!   two servers: `h2c` (each connection upgrades from HTTP/1.1 with `Upgrade: h2c`; the
+//!   answer to the upgrade request, on stream 1, is read and discarded before the load
+//!   starts) and `h2-prior-knowledge` (hyper-util's `auto::Builder`). Both use the `h2`
+//!   crate's client, so only how a connection starts differs;
+//! - `all`: all of the above;
+//! - `soak` (not in `all`): `--soak-conns` WebSockets to `tower-upgrade` held for
+//!   `--soak-secs`, each echoing a 20-byte message every `--soak-interval-ms` from a
+//!   jittered start; counts errors, samples the server's `VmRSS` every 5 s, closes every
+//!   connection with a close frame, and checks that the server's live upgraded-connection
+//!   count (`GET /stats`) returns to 0.
 //!
 //! For every run of every impl the harness starts `bench_server` (from the same directory
 //! as this binary) pinned to `--server-cpu`, pins itself to `--client-cpu`, runs the
@@ -48,15 +56,17 @@ use std::io;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::process::{ExitCode, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{
+    AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf,
+};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use tokio::task::JoinSet;
@@ -88,7 +98,7 @@ const SERVER_MAX_SECS: u64 = 900;
 const HELP: &str = "\
 usage: load SUBCOMMAND [FLAGS]
 
-subcommands: passthrough, handshake, echo, idle, h2c, all
+subcommands: passthrough, handshake, echo, idle, h2c, soak, all (all but soak)
 
 flags (defaults in brackets):
   --runs N            runs per impl, medians reported [3]
@@ -104,6 +114,9 @@ flags (defaults in brackets):
   --idle-conns N      WebSockets held open by the idle measurement [10000]
   --h2-conns N        HTTP/2 connections [4]
   --h2-streams N      concurrent streams per HTTP/2 connection [16]
+  --soak-conns N      WebSockets held open by the soak [10000]
+  --soak-secs N       how long the soak holds them [60]
+  --soak-interval-ms N  each soak connection echoes a 20-byte message this often [5000]
   --server-cpu N      core the servers are pinned to [0]
   --client-cpu N      core this harness is pinned to [1]
   --threads N         server runtime threads, 1 = current-thread runtime [1]
@@ -125,6 +138,7 @@ enum Mode {
     Echo,
     Idle,
     H2c,
+    Soak,
     All,
 }
 
@@ -144,6 +158,9 @@ struct Opts {
     idle_conns: usize,
     h2_conns: usize,
     h2_streams: usize,
+    soak_conns: usize,
+    soak_secs: Duration,
+    soak_interval: Duration,
     server_cpu: usize,
     client_cpu: usize,
     threads: usize,
@@ -163,6 +180,7 @@ impl Opts {
             Some("echo") => Mode::Echo,
             Some("idle") => Mode::Idle,
             Some("h2c") => Mode::H2c,
+            Some("soak") => Mode::Soak,
             Some("all") => Mode::All,
             Some("--help" | "-h" | "help") | None => return Err(HELP.to_owned()),
             Some(other) => return Err(format!("unknown subcommand {other:?}\n\n{HELP}")),
@@ -183,6 +201,9 @@ impl Opts {
             idle_conns: 10_000,
             h2_conns: 4,
             h2_streams: 16,
+            soak_conns: 10_000,
+            soak_secs: Duration::from_secs(60),
+            soak_interval: Duration::from_millis(5000),
             server_cpu: 0,
             client_cpu: 1,
             threads: 1,
@@ -224,6 +245,11 @@ impl Opts {
                 "--idle-conns" => opts.idle_conns = num(&value)?.max(1) as usize,
                 "--h2-conns" => opts.h2_conns = num(&value)?.max(1) as usize,
                 "--h2-streams" => opts.h2_streams = num(&value)?.max(1) as usize,
+                "--soak-conns" => opts.soak_conns = num(&value)?.max(1) as usize,
+                "--soak-secs" => opts.soak_secs = Duration::from_secs(num(&value)?.max(1)),
+                "--soak-interval-ms" => {
+                    opts.soak_interval = Duration::from_millis(num(&value)?.max(1));
+                }
                 "--server-cpu" => opts.server_cpu = num(&value)? as usize,
                 "--client-cpu" => opts.client_cpu = num(&value)? as usize,
                 "--threads" => opts.threads = num(&value)?.max(1) as usize,
@@ -271,10 +297,15 @@ fn main() -> ExitCode {
         eprintln!("load: cannot pin to cpu {}: {e}", opts.client_cpu);
         return ExitCode::FAILURE;
     }
+    let (needed, flag) = match opts.mode {
+        Mode::Soak => (opts.soak_conns, "--soak-conns"),
+        Mode::Idle | Mode::All => (opts.idle_conns, "--idle-conns"),
+        _ => (0, ""),
+    };
     match raise_nofile_limit() {
-        Ok(limit) if (limit as usize) < opts.idle_conns + 256 => eprintln!(
-            "load: RLIMIT_NOFILE is {limit}: the idle measurement needs --idle-conns + 256"
-        ),
+        Ok(limit) if (limit as usize) < needed + 256 => {
+            eprintln!("load: RLIMIT_NOFILE is {limit}: this measurement needs {flag} + 256");
+        }
         Ok(_) => {}
         Err(e) => eprintln!("load: cannot raise RLIMIT_NOFILE: {e}"),
     }
@@ -319,6 +350,10 @@ async fn run(opts: &Opts) {
     if all || opts.mode == Mode::H2c {
         println!("{}", h2c(opts).await);
     }
+    // Not part of `all`: a stability check, not a comparison.
+    if opts.mode == Mode::Soak {
+        println!("{}", soak(opts).await);
+    }
 }
 
 fn machine_report(opts: &Opts) -> String {
@@ -352,6 +387,7 @@ fn machine_report(opts: &Opts) -> String {
 
 /// A running `bench_server`.
 struct Server {
+    imp: &'static str,
     child: Child,
     pid: u32,
     addr: SocketAddr,
@@ -373,7 +409,7 @@ impl From<io::Error> for Failure {
 }
 
 impl Server {
-    async fn start(opts: &Opts, imp: &str) -> Result<Self, Failure> {
+    async fn start(opts: &Opts, imp: &'static str) -> Result<Self, Failure> {
         let mut child = Command::new(&opts.server)
             .args(["--impl", imp, "--addr", "127.0.0.1:0"])
             .args(["--cpu", &opts.server_cpu.to_string()])
@@ -396,7 +432,12 @@ impl Server {
                 .parse()
                 .map_err(|e| Failure::Error(format!("bad address line {line:?}: {e}")))?;
             let pid = child.id().ok_or(Failure::Error("server exited".into()))?;
-            return Ok(Self { child, pid, addr });
+            return Ok(Self {
+                imp,
+                child,
+                pid,
+                addr,
+            });
         }
         // No address: see why.
         let _ = child.start_kill();
@@ -1273,12 +1314,15 @@ async fn echo_once(c: &mut EchoConn) -> io::Result<()> {
 
 // ===== h2c =====
 
+/// curl 7.88's `HTTP2-Settings`.
+const H2C_SETTINGS: &str = "AAMAAABkAARAAAAAAAIAAAAA";
+
 async fn h2c(opts: &Opts) -> String {
     let impls = opts.select(H2_IMPLS);
     let rows = round_robin(opts, "h2", &impls, async |server: &Server| {
-        // Only `h2-prior-knowledge` gets here: `bench_server --impl h2c` reports "not
-        // built yet" and the row says so.
-        let senders = h2_connect(server.addr, opts.h2_conns).await?;
+        // The same client for both impls; only how a connection starts differs.
+        let upgrade = server.imp == "h2c";
+        let senders = h2_connect(server.addr, opts.h2_conns, upgrade).await?;
         let uri: hyper::Uri = format!("http://{}/", server.addr)
             .parse()
             .map_err(|e| Failure::Error(format!("uri: {e}")))?;
@@ -1298,9 +1342,10 @@ async fn h2c(opts: &Opts) -> String {
         Ok(sample.metrics())
     })
     .await;
-    metrics_table(
+    let mut out = metrics_table(
         &format!(
-            "h2c: GET / over HTTP/2, {} connections × {} streams",
+            "h2c: GET / over HTTP/2, {} connections × {} streams (h2c: upgraded from HTTP/1.1; \
+             the `h2` crate's client for both)",
             opts.h2_conns, opts.h2_streams
         ),
         "req",
@@ -1308,25 +1353,108 @@ async fn h2c(opts: &Opts) -> String {
         &["h2c"],
         Some("h2-prior-knowledge"),
         opts.max_other,
-    )
+    );
+    let med = |name: &str| {
+        rows.iter()
+            .find(|r| r.imp == name && !r.runs.is_empty())
+            .map(|r| median_metrics(&r.runs))
+    };
+    if let (Some(h2c), Some(pk)) = (med("h2c"), med("h2-prior-knowledge")) {
+        let _ = write!(
+            out,
+            "\nh2c / prior-knowledge: server CPU per request {:.3}, requests/s {:.3} \
+             (goal: 1.00 within noise once upgraded; the upgrade itself happens before the \
+             measured time)\n",
+            h2c.cpu_us / pk.cpu_us,
+            h2c.rate / pk.rate
+        );
+    }
+    out
 }
 
-type H2Sender = hyper::client::conn::http2::SendRequest<Empty<Bytes>>;
+type H2Sender = h2::client::SendRequest<Bytes>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-async fn h2_connect(addr: SocketAddr, conns: usize) -> Result<Vec<H2Sender>, Failure> {
+/// Opens `conns` HTTP/2 connections: with prior knowledge, or (`upgrade`) by an h2c
+/// upgrade whose stream-1 response is read and discarded.
+async fn h2_connect(
+    addr: SocketAddr,
+    conns: usize,
+    upgrade: bool,
+) -> Result<Vec<H2Sender>, Failure> {
     let mut senders = Vec::with_capacity(conns);
     for _ in 0..conns {
-        let tcp = TcpStream::connect(addr).await?;
-        tcp.set_nodelay(true)?;
-        let (sender, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-                .await
-                .map_err(|e| Failure::Error(format!("h2 handshake: {e}")))?;
-        // Ends when the sender is dropped and the server closes.
-        tokio::spawn(conn);
+        let connect = async {
+            let mut tcp = TcpStream::connect(addr).await?;
+            tcp.set_nodelay(true)?;
+            if !upgrade {
+                let (sender, conn) = h2::client::handshake(tcp).await?;
+                // Ends when the senders are dropped, or with the server.
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+                return Ok::<_, BoxError>(sender);
+            }
+            h2c_upgrade(&mut tcp, addr).await?;
+            let (sender, conn) = h2::client::handshake(Stream1Client::new(tcp)).await?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            // `h2` opens stream 1 with its first request; `Stream1Client` keeps its
+            // HEADERS from the server, and the response is the answer to the upgrade.
+            let mut sender = sender.ready().await?;
+            let (res, _) = sender.send_request(http::Request::get("/").body(())?, true)?;
+            h2_response(res).await?;
+            Ok(sender)
+        };
+        let sender = timeout(START_TIMEOUT, connect)
+            .await
+            .map_err(|_| Failure::Error("h2 connection setup timed out".into()))?
+            .map_err(|e| Failure::Error(format!("h2 connection setup: {e}")))?;
         senders.push(sender);
     }
     Ok(senders)
+}
+
+/// Sends the h2c upgrade request and reads the `101` head, byte by byte so that none of
+/// the HTTP/2 bytes behind it are taken from `h2`.
+async fn h2c_upgrade(tcp: &mut TcpStream, addr: SocketAddr) -> io::Result<()> {
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+         Upgrade: h2c\r\nHTTP2-Settings: {H2C_SETTINGS}\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await?;
+    let mut head = Vec::with_capacity(256);
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() > MAX_HEAD {
+            return Err(io::Error::other("response head too long"));
+        }
+        head.push(tcp.read_u8().await?);
+    }
+    if !head.starts_with(b"HTTP/1.1 101 ") {
+        let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
+        return Err(io::Error::other(format!(
+            "expected 101, got {:?}",
+            String::from_utf8_lossy(line)
+        )));
+    }
+    Ok(())
+}
+
+/// Awaits a response, checks for `200` and reads the body, giving its flow-control
+/// capacity back.
+async fn h2_response(res: h2::client::ResponseFuture) -> Result<(), BoxError> {
+    let res = res.await?;
+    if res.status() != http::StatusCode::OK {
+        return Err(format!("status {}", res.status()).into());
+    }
+    let mut body = res.into_body();
+    // Bounded by the response: each turn takes a chunk, and the stream ends.
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk?;
+        body.flow_control().release_capacity(chunk.len())?;
+    }
+    Ok(())
 }
 
 /// `streams` concurrent request loops per connection, until `duration` has passed or
@@ -1348,22 +1476,17 @@ async fn h2_load(
                 let mut lat = Vec::with_capacity(4096);
                 for _ in 0..per_task {
                     let t = Instant::now();
-                    sender.ready().await?;
-                    let req = http::Request::get(uri.clone())
-                        .body(Empty::<Bytes>::new())
-                        .expect("valid request");
-                    let res = sender.send_request(req).await?;
-                    if res.status() != http::StatusCode::OK {
-                        return Err(format!("status {}", res.status()).into());
-                    }
-                    res.into_body().collect().await?;
+                    std::future::poll_fn(|cx| sender.poll_ready(cx)).await?;
+                    let req = http::Request::get(uri.clone()).body(())?;
+                    let (res, _) = sender.send_request(req, true)?;
+                    h2_response(res).await?;
                     let now = Instant::now();
                     lat.push(nanos(now - t));
                     if now >= deadline {
                         break;
                     }
                 }
-                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(lat)
+                Ok::<_, BoxError>(lat)
             });
         }
     }
@@ -1375,6 +1498,620 @@ async fn h2_load(
         all.extend(lat);
     }
     Ok(all)
+}
+
+/// The client side of an h2c-upgraded connection for the `h2` crate (after
+/// `tests/h2c.rs`).
+///
+/// The `h2` client opens stream 1 itself with its first request, whose response is then the
+/// server's answer to the upgrade request. This wrapper keeps that first request's HEADERS
+/// from the server (stream 1 was the HTTP/1.1 request). The first request must be
+/// `GET /` without an authority and without a body: `h2` encodes it from the static HPACK
+/// table alone, so dropping it leaves the header compression state of both ends in step.
+///
+/// Once that frame is gone, the wrapper passes every write straight through, so the
+/// measured load costs the client what it costs on a prior-knowledge connection.
+struct Stream1Client {
+    inner: TcpStream,
+    /// Preface bytes still to pass before frames start.
+    preface_left: usize,
+    /// Bytes written by `h2` that do not yet form a whole frame.
+    pending: Vec<u8>,
+    /// Bytes to send.
+    out: Vec<u8>,
+    /// Stream 1's HEADERS are dropped: writes go straight through.
+    through: bool,
+}
+
+impl Stream1Client {
+    fn new(inner: TcpStream) -> Self {
+        Self {
+            inner,
+            preface_left: 24,
+            pending: Vec::new(),
+            out: Vec::new(),
+            through: false,
+        }
+    }
+
+    /// Moves whole frames from `pending` to `out`, less stream 1's HEADERS.
+    fn parse(&mut self) -> io::Result<()> {
+        let n = self.preface_left.min(self.pending.len());
+        self.out.extend(self.pending.drain(..n));
+        self.preface_left -= n;
+        // Bounded: every turn removes a frame from `pending`.
+        while !self.through && self.pending.len() >= 9 {
+            let len = (usize::from(self.pending[0]) << 16)
+                | (usize::from(self.pending[1]) << 8)
+                | usize::from(self.pending[2]);
+            if self.pending.len() < 9 + len {
+                break;
+            }
+            let (kind, flags) = (self.pending[3], self.pending[4]);
+            let stream =
+                u32::from_be_bytes(self.pending[5..9].try_into().expect("4 bytes")) & 0x7fff_ffff;
+            if stream == 1 {
+                // HEADERS with END_HEADERS: the whole request, as `new` requires.
+                if kind != 0x1 || flags & 0x4 == 0 {
+                    return Err(io::Error::other(
+                        "stream 1 must be one HEADERS frame with no body",
+                    ));
+                }
+                self.pending.drain(..9 + len);
+                self.through = true;
+            } else {
+                self.out.extend(self.pending.drain(..9 + len));
+            }
+        }
+        if self.through {
+            self.out.append(&mut self.pending);
+        }
+        Ok(())
+    }
+
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.out.is_empty() {
+            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.out))?;
+            self.out.drain(..n);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncRead for Stream1Client {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Stream1Client {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        if this.through {
+            ready!(this.poll_drain(cx))?;
+            return Pin::new(&mut this.inner).poll_write(cx, buf);
+        }
+        this.pending.extend_from_slice(buf);
+        this.parse()?;
+        if let Poll::Ready(Err(e)) = this.poll_drain(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        if this.through {
+            ready!(this.poll_drain(cx))?;
+            return Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        }
+        let buf = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| b);
+        Pin::new(this).poll_write(cx, buf)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        // Checked before each write (tokio-util's `poll_write_buf`), so this switches with
+        // `through`.
+        self.through && self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_drain(cx))?;
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_drain(cx))?;
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+// ===== soak =====
+
+/// The impl the soak runs against: it serves `GET /stats`.
+const SOAK_IMPL: &str = "tower-upgrade";
+/// How often the soak samples the server's memory and live count.
+const SOAK_SAMPLE_EVERY: Duration = Duration::from_secs(5);
+/// The longest a soak echo, close handshake or `/stats` request may take.
+const SOAK_OP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the soak waits for the live count to reach 0 after the clients leave.
+const SOAK_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Error and progress counts of a soak, shared by the connection tasks.
+#[derive(Default)]
+struct SoakCounts {
+    opened: AtomicU64,
+    open_errors: AtomicU64,
+    echoes: AtomicU64,
+    /// Failed sends or receives, wrong or missing echoes, unexpected close frames.
+    echo_errors: AtomicU64,
+    /// Close handshakes that failed: no close frame back, or no end of stream after it.
+    close_errors: AtomicU64,
+    closed: AtomicU64,
+}
+
+impl SoakCounts {
+    fn add(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    fn errors(&self) -> u64 {
+        Self::get(&self.open_errors) + Self::get(&self.echo_errors) + Self::get(&self.close_errors)
+    }
+}
+
+/// One memory sample during the hold.
+struct SoakSample {
+    at: Duration,
+    rss_kib: u64,
+    live: Option<u64>,
+    echoes: u64,
+    errors: u64,
+}
+
+/// The server's `GET /stats` line: `live=… accepted=… completed=… failed=…`.
+#[derive(Clone, Copy, Debug, Default)]
+struct TrackerStats {
+    live: u64,
+    accepted: u64,
+    completed: u64,
+    failed: u64,
+}
+
+async fn tracker_stats(addr: SocketAddr) -> io::Result<TrackerStats> {
+    let get = async {
+        let mut tcp = TcpStream::connect(addr).await?;
+        tcp.write_all(
+            format!("GET /stats HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await?;
+        let mut response = Vec::with_capacity(512);
+        (&mut tcp)
+            .take(MAX_HEAD as u64)
+            .read_to_end(&mut response)
+            .await?;
+        Ok::<_, io::Error>(response)
+    };
+    let response = timeout(SOAK_OP_TIMEOUT, get)
+        .await
+        .map_err(|_| io::Error::other("GET /stats timed out"))??;
+    let text = String::from_utf8_lossy(&response);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| io::Error::other("GET /stats: no response head"))?;
+    if !head.starts_with("HTTP/1.1 200 ") {
+        return Err(io::Error::other(format!(
+            "GET /stats: {:?}",
+            head.lines().next().unwrap_or_default()
+        )));
+    }
+    let mut stats = TrackerStats::default();
+    for field in body.split_whitespace() {
+        let Some((name, value)) = field.split_once('=') else {
+            continue;
+        };
+        let value = value
+            .parse()
+            .map_err(|e| io::Error::other(format!("GET /stats: {field:?}: {e}")))?;
+        match name {
+            "live" => stats.live = value,
+            "accepted" => stats.accepted = value,
+            "completed" => stats.completed = value,
+            "failed" => stats.failed = value,
+            _ => {}
+        }
+    }
+    Ok(stats)
+}
+
+/// The result of a soak run.
+struct Soak {
+    conns: usize,
+    interval: Duration,
+    open_time: Duration,
+    hold: Duration,
+    counts: Arc<SoakCounts>,
+    rss_before_kib: u64,
+    samples: Vec<SoakSample>,
+    rss_after_close_kib: u64,
+    stats_before: TrackerStats,
+    stats_after: TrackerStats,
+    /// How long the live count took to reach 0, if it did.
+    drained_in: Option<Duration>,
+    server_cpu: Duration,
+}
+
+async fn soak(opts: &Opts) -> String {
+    let title = format!(
+        "### Soak: {} WebSockets held {} s, a 20-byte echo on each every {} ms ({SOAK_IMPL})\n\n",
+        opts.soak_conns,
+        opts.soak_secs.as_secs(),
+        opts.soak_interval.as_millis()
+    );
+    let server = match Server::start(opts, SOAK_IMPL).await {
+        Ok(server) => server,
+        Err(Failure::NotBuilt) => return format!("{title}{SOAK_IMPL}: not built yet\n"),
+        Err(Failure::Error(e)) => return format!("{title}error: {e}\n"),
+    };
+    // Opening, the hold, the close and the drain, each bounded; this is the backstop.
+    let limit = opts.soak_secs + 3 * opts.grace + SOAK_OP_TIMEOUT + SOAK_DRAIN_TIMEOUT;
+    let result = timeout(limit, soak_run(opts, &server)).await;
+    server.stop().await;
+    match result {
+        Ok(Ok(soak)) => soak_report(&title, &soak),
+        Ok(Err(Failure::Error(e))) => format!("{title}error: {e}\n"),
+        Ok(Err(Failure::NotBuilt)) => format!("{title}{SOAK_IMPL}: not built yet\n"),
+        Err(_) => format!("{title}error: the soak did not end within {limit:?}\n"),
+    }
+}
+
+async fn soak_run(opts: &Opts, server: &Server) -> Result<Soak, Failure> {
+    let n = opts.soak_conns;
+    let addr = server.addr;
+    // Warm the server up (runtime, allocator), then let it settle, as `idle` does.
+    handshakes(addr, opts.conns as u64, opts.conns, opts.grace).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rss_before_kib = server.rss_kib()?;
+    let stats_before = tracker_stats(addr).await?;
+    let cpu0 = server.cpu()?;
+
+    // Open: `--conns` handshakes at a time, each checked with one echo. Failures are
+    // counted, not fatal.
+    let counts = Arc::new(SoakCounts::default());
+    let t_open = Instant::now();
+    let open_deadline = t_open + opts.grace;
+    let request: Arc<[u8]> = upgrade_request(addr).into();
+    let next = Arc::new(AtomicU64::new(0));
+    let mut openers = JoinSet::new();
+    for _ in 0..opts.conns.min(n) {
+        let (next, request, counts) =
+            (Arc::clone(&next), Arc::clone(&request), Arc::clone(&counts));
+        openers.spawn(async move {
+            let mut open = Vec::new();
+            // Bounded by `n` and by the deadline.
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n as u64 {
+                    break;
+                }
+                if Instant::now() >= open_deadline {
+                    SoakCounts::add(&counts.open_errors);
+                    continue;
+                }
+                let connect = async {
+                    let (tcp, rd) = ws_connect(addr, &request, Reader::new(64)).await?;
+                    let payload = format!("soak {i:>15}").into_bytes();
+                    let key = (i as u32).wrapping_mul(0x9e37_79b9).to_be_bytes();
+                    let frame = masked_frame(0x2, &payload, key);
+                    let mut c = EchoConn {
+                        tcp,
+                        rd,
+                        frame,
+                        payload,
+                    };
+                    soak_echo(&mut c).await?;
+                    Ok::<_, io::Error>(c)
+                };
+                match timeout(SOAK_OP_TIMEOUT, connect).await {
+                    Ok(Ok(c)) => {
+                        SoakCounts::add(&counts.opened);
+                        open.push((i, c));
+                    }
+                    Ok(Err(_)) | Err(_) => SoakCounts::add(&counts.open_errors),
+                }
+            }
+            open
+        });
+    }
+    let mut conns = Vec::with_capacity(n);
+    while let Some(joined) = openers.join_next().await {
+        conns.extend(joined.map_err(|e| Failure::Error(e.to_string()))?);
+    }
+    let open_time = t_open.elapsed();
+
+    // Hold: each connection echoes every interval from a jittered start, until the end of
+    // the hold, then closes with a close frame.
+    let t_hold = tokio::time::Instant::now();
+    let hold_end = t_hold + opts.soak_secs;
+    let interval = opts.soak_interval;
+    let rounds = (opts.soak_secs.as_millis() / interval.as_millis().max(1)) as u64 + 2;
+    let mut holders = JoinSet::new();
+    for (i, mut c) in conns {
+        let counts = Arc::clone(&counts);
+        let jitter = Duration::from_millis(splitmix64(i) % (interval.as_millis().max(1) as u64));
+        holders.spawn(async move {
+            let mut next = t_hold + jitter;
+            // Bounded by `rounds` and by the end of the hold.
+            for _ in 0..rounds {
+                // No echo starts at or after the end, so every connection closes on time.
+                if next >= hold_end {
+                    break;
+                }
+                tokio::time::sleep_until(next).await;
+                // A late echo delays the next one rather than bunching them up.
+                next = (next + interval).max(tokio::time::Instant::now());
+                match timeout(SOAK_OP_TIMEOUT, soak_echo(&mut c)).await {
+                    Ok(Ok(())) => SoakCounts::add(&counts.echoes),
+                    Ok(Err(_)) | Err(_) => {
+                        // The connection is in an unknown state: it is done.
+                        SoakCounts::add(&counts.echo_errors);
+                        return;
+                    }
+                }
+            }
+            tokio::time::sleep_until(hold_end).await;
+            match timeout(SOAK_OP_TIMEOUT, soak_close(&mut c)).await {
+                Ok(Ok(())) => SoakCounts::add(&counts.closed),
+                Ok(Err(_)) | Err(_) => SoakCounts::add(&counts.close_errors),
+            }
+        });
+    }
+
+    // Sample while the connections run, up to (not at) the end of the hold, when they
+    // start to close.
+    let mut samples = Vec::new();
+    let sample_count = opts
+        .soak_secs
+        .as_millis()
+        .div_ceil(SOAK_SAMPLE_EVERY.as_millis());
+    for k in 0..sample_count {
+        tokio::time::sleep_until(t_hold + SOAK_SAMPLE_EVERY * k as u32).await;
+        let at = t_hold.elapsed();
+        let rss_kib = server.rss_kib()?;
+        let live = tracker_stats(addr).await.ok().map(|s| s.live);
+        samples.push(SoakSample {
+            at,
+            rss_kib,
+            live,
+            echoes: SoakCounts::get(&counts.echoes),
+            errors: counts.errors(),
+        });
+    }
+    // Every task ends: by the hold's end plus one echo and one close, each bounded.
+    while let Some(joined) = holders.join_next().await {
+        joined.map_err(|e| Failure::Error(e.to_string()))?;
+    }
+    let hold = t_hold.elapsed();
+    let server_cpu = server.cpu()?.saturating_sub(cpu0);
+
+    // Drain: the live count must return to 0.
+    let t_drain = Instant::now();
+    let mut stats_after = tracker_stats(addr).await?;
+    // Bounded by `SOAK_DRAIN_TIMEOUT`, in 100 ms steps.
+    while stats_after.live > 0 && t_drain.elapsed() < SOAK_DRAIN_TIMEOUT {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stats_after = tracker_stats(addr).await?;
+    }
+    let drained_in = (stats_after.live == 0).then(|| t_drain.elapsed());
+    let rss_after_close_kib = server.rss_kib()?;
+    Ok(Soak {
+        conns: n,
+        interval,
+        open_time,
+        hold,
+        counts,
+        rss_before_kib,
+        samples,
+        rss_after_close_kib,
+        stats_before,
+        stats_after,
+        drained_in,
+        server_cpu,
+    })
+}
+
+/// A well-spread pseudo-random number from `i` (SplitMix64's finalizer), for the jitter.
+fn splitmix64(i: u64) -> u64 {
+    let mut z = i.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Sends the connection's message and checks its echo byte for byte. Pings are answered
+/// and pongs skipped; a close frame is an error.
+async fn soak_echo(c: &mut EchoConn) -> io::Result<()> {
+    c.tcp.write_all(&c.frame).await?;
+    // Bounded: a few control frames may come before the echo.
+    for _ in 0..8 {
+        let (b0, payload) = c.rd.frame(&mut c.tcp).await?;
+        match b0 & 0x0f {
+            0x9 => {
+                let pong = masked_frame(0xa, &c.rd.buf[payload], [9, 8, 7, 6]);
+                c.tcp.write_all(&pong).await?;
+            }
+            0xa => {}
+            0x8 => return Err(io::Error::other("unexpected close frame")),
+            _ if b0 == c.frame[0] && c.rd.buf[payload] == c.payload[..] => return Ok(()),
+            _ => return Err(io::Error::other("echo differs from the message sent")),
+        }
+    }
+    Err(io::Error::other("no echo after 8 control frames"))
+}
+
+/// Sends a close frame (1000), waits for the server's close frame, then for the server to
+/// end the TCP stream (RFC 6455 §7.1.1: the server closes first).
+async fn soak_close(c: &mut EchoConn) -> io::Result<()> {
+    c.tcp
+        .write_all(&masked_frame(
+            0x8,
+            &1000u16.to_be_bytes(),
+            [0x37, 0xfa, 0x21, 0x3d],
+        ))
+        .await?;
+    let mut closed = false;
+    // Bounded: a few frames may still be on their way before the close frame.
+    for _ in 0..8 {
+        let (b0, _) = c.rd.frame(&mut c.tcp).await?;
+        if b0 & 0x0f == 0x8 {
+            closed = true;
+            break;
+        }
+    }
+    if !closed {
+        return Err(io::Error::other("no close frame"));
+    }
+    let mut rest = [0; 64];
+    match c.tcp.read(&mut rest).await? {
+        0 => Ok(()),
+        _ => Err(io::Error::other("data after the close frame")),
+    }
+}
+
+fn soak_report(title: &str, s: &Soak) -> String {
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let c = &s.counts;
+    let opened = SoakCounts::get(&c.opened);
+    let first = s.samples.first().map_or(0, |x| x.rss_kib);
+    let last = s.samples.last().map_or(0, |x| x.rss_kib);
+    let per_conn = (first.saturating_sub(s.rss_before_kib) * 1024) as f64 / opened.max(1) as f64;
+    let samples = s
+        .samples
+        .iter()
+        .map(|x| format!("{:.1}", mib(x.rss_kib)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    // After warm-up: from the first sample at least one interval into the hold (every
+    // connection has echoed there once), to the last.
+    let warm = s.samples.iter().find(|x| x.at >= s.interval);
+    let growth = match warm {
+        Some(w) if s.samples.len() > 1 => format!(
+            "{:+.1} MiB ({:+.1}%) from {} s to {} s",
+            mib(last) - mib(w.rss_kib),
+            (last as f64 - w.rss_kib as f64) * 100.0 / w.rss_kib.max(1) as f64,
+            w.at.as_secs(),
+            s.samples.last().map_or(0, |x| x.at.as_secs())
+        ),
+        _ => "–".to_owned(),
+    };
+    let live_after = match s.drained_in {
+        Some(d) => format!("0 (after {} ms)", d.as_millis()),
+        None => format!(
+            "{} after {} s: **not 0**",
+            s.stats_after.live,
+            SOAK_DRAIN_TIMEOUT.as_secs()
+        ),
+    };
+    let echoes = SoakCounts::get(&c.echoes);
+    let mut out = title.to_owned();
+    out.push_str("| | |\n|---|---:|\n");
+    let mut row = |k: &str, v: String| {
+        let _ = writeln!(out, "| {k} | {v} |");
+    };
+    row("connections opened", format!("{opened} of {}", s.conns));
+    row(
+        "opening took",
+        format!("{:.1} s", s.open_time.as_secs_f64()),
+    );
+    row(
+        "hold, close included",
+        format!("{:.1} s", s.hold.as_secs_f64()),
+    );
+    row(
+        "echoes done",
+        format!(
+            "{echoes} ({:.0}/s)",
+            echoes as f64 / s.hold.as_secs_f64().max(1e-9)
+        ),
+    );
+    row(
+        "errors",
+        format!(
+            "**{}** (open {}, echo {}, close {})",
+            c.errors(),
+            SoakCounts::get(&c.open_errors),
+            SoakCounts::get(&c.echo_errors),
+            SoakCounts::get(&c.close_errors)
+        ),
+    );
+    row(
+        "closed cleanly",
+        format!("{} of {opened}", SoakCounts::get(&c.closed)),
+    );
+    row(
+        "RSS before opening",
+        format!("{:.1} MiB", mib(s.rss_before_kib)),
+    );
+    row("RSS samples every 5 s", format!("{samples} MiB"));
+    row("RSS growth after warm-up", growth);
+    row(
+        "RSS per connection",
+        format!(
+            "{:.2} KiB (first sample − before, / opened)",
+            per_conn / 1024.0
+        ),
+    );
+    row(
+        "RSS after close",
+        format!("{:.1} MiB", mib(s.rss_after_close_kib)),
+    );
+    row(
+        "server CPU",
+        format!(
+            "{:.2} s ({:.1}% of a core over the hold)",
+            s.server_cpu.as_secs_f64(),
+            s.server_cpu.as_secs_f64() * 100.0 / s.hold.as_secs_f64().max(1e-9)
+        ),
+    );
+    row(
+        "tracker: accepted / completed / failed",
+        format!(
+            "{} / {} / {} (during the soak)",
+            s.stats_after.accepted - s.stats_before.accepted,
+            s.stats_after.completed - s.stats_before.completed,
+            s.stats_after.failed - s.stats_before.failed
+        ),
+    );
+    row("live upgraded connections after", live_after);
+    out.push_str("\n| t s | RSS MiB | live | echoes | errors |\n|---:|---:|---:|---:|---:|\n");
+    for x in &s.samples {
+        let _ = writeln!(
+            out,
+            "| {:.0} | {:.1} | {} | {} | {} |",
+            x.at.as_secs_f64(),
+            mib(x.rss_kib),
+            x.live.map_or_else(|| "?".to_owned(), |l| l.to_string()),
+            x.echoes,
+            x.errors
+        );
+    }
+    out
 }
 
 // ===== client wire format =====
