@@ -14,6 +14,7 @@
 //! | `floor` | the limit: minimal HTTP parsing (read to the empty line), a fixed `101` with no validation, a raw frame echo |
 //! | `tower-upgrade` | this crate's WebSocket handler, on an axum router (needs the `websocket` feature; reports "not built yet" without it); `GET /stats` answers the layer's [`Tracker`] totals as `live=… accepted=… completed=… failed=…` |
 //! | `tower-upgrade-raw` | the core layer only: an axum router with [`UpgradeLayer`] and a small [`ProtocolHandler`] that checks the key and computes `Sec-WebSocket-Accept`, then the floor's frame echo on the [`UpgradedIo`] |
+//! | `tower-upgrade-hyper` | this crate's WebSocket handler, on a plain hyper 1 `http1` server as the hyper-based peers use |
 //! | `tower-upgrade-raw-hyper` | the same layer and handler around a `tower::service_fn`, on a plain hyper 1 `http1` server as the hyper-based peers use (no axum router, no `auto::Builder`) |
 //! | `axum` | axum 0.8 `WebSocketUpgrade` (tokio-tungstenite) |
 //! | `hyper-tungstenite` | hyper 1 `http1` server with hyper-tungstenite |
@@ -82,6 +83,7 @@ enum Impl {
     TowerUpgrade,
     TowerUpgradeRaw,
     TowerUpgradeRawHyper,
+    TowerUpgradeHyper,
     Axum,
     HyperTungstenite,
     Fastwebsockets,
@@ -93,11 +95,12 @@ enum Impl {
 }
 
 impl Impl {
-    const ALL: [(&'static str, Self); 12] = [
+    const ALL: [(&'static str, Self); 13] = [
         ("floor", Self::Floor),
         ("tower-upgrade", Self::TowerUpgrade),
         ("tower-upgrade-raw", Self::TowerUpgradeRaw),
         ("tower-upgrade-raw-hyper", Self::TowerUpgradeRawHyper),
+        ("tower-upgrade-hyper", Self::TowerUpgradeHyper),
         ("axum", Self::Axum),
         ("hyper-tungstenite", Self::HyperTungstenite),
         ("fastwebsockets", Self::Fastwebsockets),
@@ -263,6 +266,16 @@ async fn serve(imp: Impl, listener: TcpListener) -> io::Result<()> {
     match imp {
         Impl::Floor => accept_loop(listener, floor_conn).await,
         Impl::TowerUpgrade => serve_tower_upgrade(listener).await,
+        #[cfg(feature = "websocket")]
+        Impl::TowerUpgradeHyper => {
+            let layer = tower_upgrade_layer();
+            accept_loop(listener, move |tcp| {
+                tower_upgrade_hyper_conn(tcp, layer.clone())
+            })
+            .await
+        }
+        #[cfg(not(feature = "websocket"))]
+        Impl::TowerUpgradeHyper => Err(io::Error::other("tower-upgrade: not built")),
         Impl::TowerUpgradeRaw => serve_axum(listener, tower_upgrade_raw_app()).await,
         Impl::TowerUpgradeRawHyper => {
             let layer = raw_layer();
@@ -680,7 +693,7 @@ const TOWER_UPGRADE_BUILT: bool = cfg!(feature = "websocket");
 /// impls.
 ///
 #[cfg(feature = "websocket")]
-fn tower_upgrade_app() -> Router {
+fn tower_upgrade_layer() -> UpgradeLayer {
     use tower_upgrade::websocket::{Message, WebSocket, WebSocketHandler};
 
     let echo = WebSocketHandler::new(|mut ws: WebSocket, req: UpgradeRequest| async move {
@@ -693,10 +706,15 @@ fn tower_upgrade_app() -> Router {
         }
         Ok::<_, tower_upgrade::websocket::Error>(())
     });
-    let layer = UpgradeLayer::new()
+    UpgradeLayer::new()
         .protocol(echo)
         .expect("valid handler")
-        .require_upgrade();
+        .require_upgrade()
+}
+
+#[cfg(feature = "websocket")]
+fn tower_upgrade_app() -> Router {
+    let layer = tower_upgrade_layer();
     let tracker = layer.tracker().clone();
     Router::new()
         .route("/ws", get(|| async { "upgrade only" }).layer(layer))

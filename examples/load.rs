@@ -78,6 +78,7 @@ use crate::bench_support::{apply_mask, pin_to_cpu, raise_nofile_limit};
 const WS_IMPLS: &[&str] = &[
     "floor",
     "tower-upgrade",
+    "tower-upgrade-hyper",
     "tower-upgrade-raw",
     "tower-upgrade-raw-hyper",
     "fastwebsockets",
