@@ -152,22 +152,23 @@
 //! frames (it reads into a scratch buffer on the stack and keeps only what arrived), reads
 //! a large frame straight into a buffer of exactly its size, and never holds a write
 //! buffer (header and payload go out in one vectored write). The struct itself is under
-//! 300 bytes; fragments and pending control frames are boxed only while they exist.
+//! 400 bytes; fragments and pending control frames are boxed only while they exist.
 //!
-//! Measured with this crate's harness (`examples/ws_loopback.rs`, same setup, server with
-//! `TOKIO_WORKER_THREADS=1`), side by side with the two fast libraries run by the very
-//! same server (this crate's handshake, their socket on [`WebSocketHandler::raw`]);
-//! medians of 3 runs, on a machine shared with other builds (about ±10% between runs):
+//! Measured side by side with `examples/load.rs` (each server its own process, pinned to
+//! one core, the client to the other; medians of 3 runs; see `BENCHMARKS.md`), server CPU
+//! per operation and memory per idle connection:
 //!
 //! | server | 20 B echo | 16 KiB echo | handshake | idle (10 000 open) |
 //! | --- | --- | --- | --- | --- |
-//! | `tower_upgrade::websocket` | 7.0 µs | 10.9 µs | 72 µs | 3.1 KB |
-//! | fastwebsockets 0.10 on [`WebSocketHandler::raw`] | 6.5 µs | 9.5 µs | 65 µs | 8.9 KB |
-//! | tokio-websockets 0.13 on [`WebSocketHandler::raw`] | 6.9 µs | 9.6 µs | 68 µs | 7.5 KB |
+//! | hand-written floor | 5.68 µs | 9.88 µs | 40.0 µs | 1.05 KiB |
+//! | `tower_upgrade::websocket` (axum::serve) | 6.27 µs | 10.17 µs | 45.5 µs | 2.59 KiB |
+//! | fastwebsockets 0.10 (hyper) | 5.82 µs | 12.29 µs | 40.5 µs | 5.87 KiB |
+//! | tokio-websockets 0.13 | 7.03 µs | 11.52 µs | 40.0 µs | 6.95 KiB |
+//! | axum 0.8 `WebSocketUpgrade` | 10.49 µs | 16.48 µs | 74.5 µs | 129.8 KiB |
 //!
-//! The best runs were 6.5 / 9.4 / 62 µs for this crate, 6.3 / 9.0 / 63 µs for
-//! fastwebsockets and 6.8 / 9.5 / 65 µs for tokio-websockets: the CPU cost is that of the
-//! fast libraries, within the noise, and an idle connection costs less than half.
+//! Large messages and idle connections are where this design wins; a small echo costs about
+//! 10% more than the floor (message rules and one exact-size allocation per message, the
+//! price of holding no buffer while idle), and a handshake pays for hyper and axum.
 //!
 //! The public API ([`Message`], [`Utf8Bytes`], [`CloseFrame`], [`Error`], [`WebSocket`])
 //! wraps the codec and re-exports none of its types, so the framing can change without
