@@ -10,9 +10,9 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::routing::{get, post};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tower_upgrade::{Tracker, UpgradeLayer, UpgradeRequest, UpgradedIo, handler_fn};
+use tower_upgrade::{Tracker, UpgradeLayer};
 
 use support::*;
 
@@ -119,35 +119,6 @@ fn app(layer: UpgradeLayer) -> Router {
         .layer(layer)
 }
 
-fn layer() -> UpgradeLayer {
-    UpgradeLayer::new()
-        .protocol(handler_fn(
-            "upper/1",
-            |io: UpgradedIo, _req: UpgradeRequest| async move {
-                let mut io = BufReader::new(io);
-                let mut line = String::new();
-                while io.read_line(&mut line).await? != 0 {
-                    io.get_mut()
-                        .write_all(line.to_uppercase().as_bytes())
-                        .await?;
-                    line.clear();
-                }
-                Ok::<_, std::io::Error>(())
-            },
-        ))
-        .unwrap()
-}
-
-async fn status_of(stream: &mut TcpStream) -> (u16, String) {
-    let (head, _body) = read_response(stream).await;
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, head)
-}
-
 async fn check(addr: SocketAddr, case: &Case, split: bool) {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     if split {
@@ -208,7 +179,7 @@ async fn settle(tracker: &Tracker) {
 
 #[tokio::test]
 async fn hostile_requests_get_clear_answers() {
-    let layer = layer();
+    let layer = upper_layer();
     let tracker = layer.tracker().clone();
     let cases = cases();
     assert!(cases.len() >= 45, "{} cases", cases.len());
@@ -235,7 +206,7 @@ async fn hostile_requests_get_clear_answers() {
 
 #[tokio::test]
 async fn requests_split_into_single_bytes_get_the_same_answers() {
-    let layer = layer();
+    let layer = upper_layer();
     let tracker = layer.tracker().clone();
     let addr = spawn_axum(app(layer)).await;
     // The big ones would take a while byte by byte; their handling does not depend on it.
@@ -247,7 +218,7 @@ async fn requests_split_into_single_bytes_get_the_same_answers() {
 
 #[tokio::test]
 async fn pipelined_requests_around_upgrades() {
-    let addr = spawn_axum(app(layer())).await;
+    let addr = spawn_axum(app(upper_layer())).await;
     // A plain request, then an upgrade, in one write: 200, then 101, then the new protocol.
     let mut stream = send(
         addr,
@@ -269,7 +240,7 @@ async fn pipelined_requests_around_upgrades() {
 
 #[tokio::test]
 async fn clients_that_vanish_leave_nothing_behind() {
-    let layer = layer();
+    let layer = upper_layer();
     let tracker = layer.tracker().clone();
     let addr = spawn_axum(app(layer)).await;
     let request = up("Connection: upgrade\r\nUpgrade: upper/1\r\n");

@@ -13,7 +13,6 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::routing::{any, get, post};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tower::Layer;
 use tower_upgrade::h2c::H2c;
 use tower_upgrade::websocket::{Message, WebSocket, WebSocketHandler};
@@ -150,16 +149,6 @@ async fn spawn_app() -> (SocketAddr, Tracker) {
         .await
     });
     (addr, tracker)
-}
-
-async fn status_of(stream: &mut TcpStream) -> (u16, String) {
-    let (head, _body) = read_response(stream).await;
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, head)
 }
 
 #[tokio::test]

@@ -7,34 +7,14 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::get;
 use http::{HeaderName, HeaderValue, StatusCode};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::CorsLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
-use tower_upgrade::{UpgradeLayer, UpgradeRequest, UpgradedIo, handler_fn};
 
 use support::*;
-
-fn upgrade() -> UpgradeLayer {
-    UpgradeLayer::new()
-        .protocol(handler_fn(
-            "upper/1",
-            |io: UpgradedIo, _req: UpgradeRequest| async move {
-                let mut io = BufReader::new(io);
-                let mut line = String::new();
-                while io.read_line(&mut line).await? != 0 {
-                    io.get_mut()
-                        .write_all(line.to_uppercase().as_bytes())
-                        .await?;
-                    line.clear();
-                }
-                Ok::<_, std::io::Error>(())
-            },
-        ))
-        .unwrap()
-}
 
 fn routes() -> Router {
     // A body big enough for the compression layer to act on.
@@ -88,7 +68,7 @@ fn marker() -> SetResponseHeaderLayer<HeaderValue> {
 #[tokio::test]
 async fn tower_http_layers_outside() {
     let app = routes()
-        .layer(upgrade())
+        .layer(upper_layer())
         .layer(CompressionLayer::new())
         .layer(timeout())
         .layer(CorsLayer::permissive())
@@ -113,7 +93,7 @@ async fn tower_http_layers_inside() {
         .layer(CorsLayer::permissive())
         .layer(marker())
         .layer(TraceLayer::new_for_http())
-        .layer(upgrade());
+        .layer(upper_layer());
     let head = upgrade_and_echo(app.clone(), Duration::from_millis(300)).await;
     assert_eq!(
         header(&head, "x-marker"),
@@ -132,10 +112,10 @@ async fn tower_http_layers_inside() {
 async fn compression_outside_turns_a_101_into_406_when_identity_is_refused() {
     let request = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: upper/1\r\n\
         Accept-Encoding: br;q=1, identity;q=0\r\n\r\n";
-    let outside = spawn_axum(routes().layer(upgrade()).layer(CompressionLayer::new())).await;
+    let outside = spawn_axum(routes().layer(upper_layer()).layer(CompressionLayer::new())).await;
     let mut stream = send(outside, request).await;
     let head = read_head(&mut stream).await;
-    let inside = spawn_axum(routes().layer(CompressionLayer::new()).layer(upgrade())).await;
+    let inside = spawn_axum(routes().layer(CompressionLayer::new()).layer(upper_layer())).await;
     let mut stream = send(inside, request).await;
     let head_inside = read_head(&mut stream).await;
     assert!(

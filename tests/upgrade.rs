@@ -11,7 +11,7 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::routing::{get, post};
 use http::StatusCode;
 use http::request::Parts;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tower_upgrade::{
     Accepted, BoxError, Decision, ProtocolHandler, Rejection, UpgradeErrorKind, UpgradeLayer,
@@ -19,19 +19,6 @@ use tower_upgrade::{
 };
 
 use support::*;
-
-/// `upper/1`: every line comes back uppercased.
-async fn upper_lines(io: UpgradedIo, _req: UpgradeRequest) -> std::io::Result<()> {
-    let mut io = BufReader::new(io);
-    let mut line = String::new();
-    while io.read_line(&mut line).await? != 0 {
-        io.get_mut()
-            .write_all(line.to_uppercase().as_bytes())
-            .await?;
-        line.clear();
-    }
-    Ok(())
-}
 
 fn upper() -> impl ProtocolHandler {
     handler_fn("upper/1", upper_lines)

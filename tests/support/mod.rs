@@ -128,3 +128,38 @@ pub fn header_names(head: &str) -> Vec<String> {
         .filter_map(|line| line.split_once(':').map(|(n, _)| n.to_ascii_lowercase()))
         .collect()
 }
+
+/// The `upper/1` test protocol: every line the client sends comes back uppercased.
+pub async fn upper_lines(
+    io: tower_upgrade::UpgradedIo,
+    _req: tower_upgrade::UpgradeRequest,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut io = BufReader::new(io);
+    let mut line = String::new();
+    while io.read_line(&mut line).await? != 0 {
+        io.get_mut()
+            .write_all(line.to_uppercase().as_bytes())
+            .await?;
+        line.clear();
+    }
+    Ok(())
+}
+
+/// A layer with `upper/1` registered.
+pub fn upper_layer() -> tower_upgrade::UpgradeLayer {
+    tower_upgrade::UpgradeLayer::new()
+        .protocol(tower_upgrade::handler_fn("upper/1", upper_lines))
+        .unwrap()
+}
+
+/// Reads a response and returns its status code and head.
+pub async fn status_of(stream: &mut TcpStream) -> (u16, String) {
+    let (head, _body) = read_response(stream).await;
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head)
+}
