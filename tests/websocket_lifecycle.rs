@@ -203,3 +203,39 @@ async fn a_client_that_never_reads_is_held_back() {
     }
     panic!("connection still counted: {:?}", tracker.stats());
 }
+
+/// Clients that vanish in the middle of a frame, or without a close frame, leave nothing
+/// counted and nothing running.
+#[tokio::test]
+async fn clients_that_vanish_mid_frame_leave_nothing_behind() {
+    let (addr, tracker) = serve(WebSocketConfig::new()).await;
+    let upgrade = b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+    // A masked text frame announcing 100 bytes: cut after the header, inside the mask key,
+    // and inside the payload; and a whole frame, then gone without a close frame.
+    let mut frame = vec![0x81, 0x80 | 100, 1, 2, 3, 4];
+    frame.extend(std::iter::repeat_n(b'a', 100));
+    for cut in [1, 4, 6 + 50, frame.len()] {
+        let mut raw = send(addr, upgrade).await;
+        assert!(read_head(&mut raw).await.starts_with("HTTP/1.1 101 "));
+        raw.write_all(&frame[..cut]).await.unwrap();
+        if cut == frame.len() {
+            let mut echo = [0u8; 102];
+            timeout(IO_TIMEOUT, raw.read_exact(&mut echo))
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        drop(raw);
+    }
+    for _ in 0..300 {
+        if tracker.live() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let totals = tracker.stats().totals;
+    assert_eq!(totals.live, 0, "{totals:?}");
+    assert_eq!(totals.accepted, 4);
+    assert_eq!(totals.completed + totals.failed, 4, "{totals:?}");
+}
