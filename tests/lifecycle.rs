@@ -271,12 +271,12 @@ async fn every_way_a_connection_ends_leaves_the_counters_right() {
 
 #[tokio::test]
 async fn idle_connections_time_out() {
-    let layer = layer().idle_timeout(Duration::from_millis(200));
+    let layer = layer().idle_timeout(Duration::from_millis(400));
     let tracker = layer.tracker().clone();
     let addr = spawn_axum(app(layer)).await;
     let mut stream = upgrade(addr, "polite").await;
     // Traffic keeps it open past the timeout.
-    for _ in 0..4 {
+    for _ in 0..6 {
         tokio::time::sleep(Duration::from_millis(100)).await;
         echo_once(&mut stream).await;
     }

@@ -53,7 +53,7 @@ async fn plain_gzip(app: Router) -> String {
 }
 
 fn timeout() -> TimeoutLayer {
-    TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_millis(100))
+    TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_millis(500))
 }
 
 fn marker() -> SetResponseHeaderLayer<HeaderValue> {
@@ -64,7 +64,7 @@ fn marker() -> SetResponseHeaderLayer<HeaderValue> {
 }
 
 /// Every tower-http layer outside ours: the 101 keeps its headers and gains theirs, is
-/// never compressed, and the timeout (100 ms) does not cut the upgraded connection.
+/// never compressed, and the timeout (500 ms) does not cut the upgraded connection.
 #[tokio::test]
 async fn tower_http_layers_outside() {
     let app = routes()
@@ -74,7 +74,7 @@ async fn tower_http_layers_outside() {
         .layer(CorsLayer::permissive())
         .layer(marker())
         .layer(TraceLayer::new_for_http());
-    let head = upgrade_and_echo(app.clone(), Duration::from_millis(300)).await;
+    let head = upgrade_and_echo(app.clone(), Duration::from_millis(800)).await;
     assert_eq!(header(&head, "x-marker"), Some("set"));
     assert_eq!(header(&head, "access-control-allow-origin"), Some("*"));
     // Ordinary requests are still compressed.
@@ -94,7 +94,7 @@ async fn tower_http_layers_inside() {
         .layer(marker())
         .layer(TraceLayer::new_for_http())
         .layer(upper_layer());
-    let head = upgrade_and_echo(app.clone(), Duration::from_millis(300)).await;
+    let head = upgrade_and_echo(app.clone(), Duration::from_millis(800)).await;
     assert_eq!(
         header(&head, "x-marker"),
         None,

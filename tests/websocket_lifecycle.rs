@@ -118,7 +118,7 @@ async fn keep_alive_pings_an_idle_peer_and_drops_a_dead_one() {
         assert!(matches!(msg, Some(Ok(TMessage::Ping(_)))), "{msg:?}");
         pings += 1;
     }
-    assert!(pings >= 3, "{pings} pings");
+    assert!(pings >= 2, "{pings} pings");
     client.send(TMessage::text("still here")).await.unwrap();
     loop {
         match next(&mut client).await {
