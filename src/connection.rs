@@ -57,12 +57,22 @@ pub(crate) fn spawn(
     let task = async move {
         let start = Instant::now();
         let protocol = slot.protocol().token().as_str();
-        let result = tokio::select! {
-            biased;
-            () = slot.tracker().abort_token().cancelled() => {
-                Err(UpgradeError::new(UpgradeErrorKind::Aborted, protocol, None))
-            }
-            result = run(&config, pending, protocol) => result,
+        let result = {
+            // Not `select!` on the token's `cancelled()`: that locks on every poll, and this
+            // task is polled once per message.
+            let mut abort = slot.tracker().abort_watch();
+            let mut running = std::pin::pin!(run(&config, pending, protocol));
+            std::future::poll_fn(|cx| {
+                if abort.poll_cancelled(cx).is_ready() {
+                    return Poll::Ready(Err(UpgradeError::new(
+                        UpgradeErrorKind::Aborted,
+                        protocol,
+                        None,
+                    )));
+                }
+                running.as_mut().poll(cx)
+            })
+            .await
         };
         let span = tracing::Span::current();
         span.record("duration_ms", start.elapsed().as_millis() as u64);

@@ -7,7 +7,10 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use http::HeaderValue;
-use tokio_util::sync::CancellationToken;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tokio_util::task::TaskTracker;
 
 use crate::error::ConfigError;
@@ -354,8 +357,9 @@ impl Tracker {
         }
     }
 
-    pub(crate) fn abort_token(&self) -> &CancellationToken {
-        &self.inner.abort
+    /// Watches for the abort at the drain deadline.
+    pub(crate) fn abort_watch(&self) -> CancelWatch {
+        CancelWatch::new(self.inner.abort.clone())
     }
 
     pub(crate) fn tasks(&self) -> &TaskTracker {
@@ -477,6 +481,43 @@ impl Drop for Slot {
             .totals
             .live
             .fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Watches a cancellation token from a hot poll loop.
+///
+/// Polling a token's `cancelled()` future takes a lock each time (it re-registers the
+/// waker). This checks the token with an atomic load and registers the waker only when it
+/// changed, so a connection that is polled once per message pays nothing more.
+pub(crate) struct CancelWatch {
+    token: CancellationToken,
+    wait: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// The waker `wait` was last polled with.
+    registered: Option<Waker>,
+}
+
+impl CancelWatch {
+    pub(crate) fn new(token: CancellationToken) -> Self {
+        Self {
+            wait: Box::pin(token.clone().cancelled_owned()),
+            token,
+            registered: None,
+        }
+    }
+
+    pub(crate) fn poll_cancelled(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.token.is_cancelled() {
+            return Poll::Ready(());
+        }
+        if self
+            .registered
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            return Poll::Pending;
+        }
+        self.registered = Some(cx.waker().clone());
+        self.wait.as_mut().poll(cx)
     }
 }
 

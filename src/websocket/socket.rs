@@ -11,7 +11,7 @@ use std::future::{Future, poll_fn};
 use std::io::{self, Cursor, IoSlice};
 use std::mem::MaybeUninit;
 use std::pin::Pin;
-use std::task::{Context, Poll, Waker, ready};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -19,12 +19,11 @@ use futures_core::Stream;
 use http::HeaderValue;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tungstenite::protocol::frame::FrameHeader;
 use tungstenite::protocol::frame::coding::{CloseCode as CodecCloseCode, Control, Data, OpCode};
 
 use crate::io::UpgradedIo;
-use crate::tracker::ShutdownSignal;
+use crate::tracker::{CancelWatch, ShutdownSignal};
 
 /// The most bytes one read may take into the stack scratch buffer.
 const MAX_SCRATCH: usize = 16 * 1024;
@@ -478,34 +477,8 @@ pub struct WebSocket<S = UpgradedIo> {
 /// What ends or checks an idle connection from our side.
 struct Timers {
     /// Fires when graceful shutdown starts: send close `1001`.
-    shutdown: Option<Shutdown>,
+    shutdown: Option<CancelWatch>,
     keep_alive: Option<KeepAlive>,
-}
-
-struct Shutdown {
-    token: CancellationToken,
-    wait: Pin<Box<WaitForCancellationFutureOwned>>,
-    /// The waker `wait` was last polled with. Polling it registers that waker under a
-    /// lock; as long as the task's waker stays the same, an atomic check of the token is
-    /// all each `recv` needs.
-    registered: Option<Waker>,
-}
-
-impl Shutdown {
-    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.token.is_cancelled() {
-            return Poll::Ready(());
-        }
-        if self
-            .registered
-            .as_ref()
-            .is_some_and(|w| w.will_wake(cx.waker()))
-        {
-            return Poll::Pending;
-        }
-        self.registered = Some(cx.waker().clone());
-        self.wait.as_mut().poll(cx)
-    }
 }
 
 struct KeepAlive {
@@ -525,7 +498,7 @@ enum Timer {
 impl Timers {
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Timer> {
         if let Some(shutdown) = &mut self.shutdown {
-            if shutdown.poll(cx).is_ready() {
+            if shutdown.poll_cancelled(cx).is_ready() {
                 self.shutdown = None;
                 return Poll::Ready(Timer::Shutdown);
             }
@@ -650,12 +623,7 @@ impl<S> WebSocket<S> {
     /// and ends. Sends after that fail with [`ErrorKind::AlreadyClosed`].
     #[must_use]
     pub fn close_on(mut self, signal: ShutdownSignal) -> Self {
-        let token = signal.into_token();
-        let shutdown = Shutdown {
-            wait: Box::pin(token.clone().cancelled_owned()),
-            token,
-            registered: None,
-        };
+        let shutdown = CancelWatch::new(signal.into_token());
         match &mut self.timers {
             Some(timers) => timers.shutdown = Some(shutdown),
             None => {
