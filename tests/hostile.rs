@@ -5,14 +5,13 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::routing::{get, post};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tower_upgrade::{Tracker, UpgradeLayer};
+use tower_upgrade::UpgradeLayer;
 
 use support::*;
 
@@ -167,16 +166,6 @@ async fn check(addr: SocketAddr, case: &Case, split: bool) {
     }
 }
 
-async fn settle(tracker: &Tracker) {
-    for _ in 0..500 {
-        if tracker.live() == 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("upgraded connections still counted: {:?}", tracker.stats());
-}
-
 #[tokio::test]
 async fn hostile_requests_get_clear_answers() {
     let layer = upper_layer();
@@ -194,7 +183,7 @@ async fn hostile_requests_get_clear_answers() {
         let mut stream = send(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
         assert_eq!(read_response(&mut stream).await.1, "plain");
     }
-    settle(&tracker).await;
+    wait_live(&tracker, 0).await;
     let totals = tracker.stats().totals;
     assert_eq!(totals.live, 0);
     assert_eq!(
@@ -213,7 +202,7 @@ async fn requests_split_into_single_bytes_get_the_same_answers() {
     for case in cases().iter().filter(|c| c.request.len() < 4096) {
         check(addr, case, true).await;
     }
-    settle(&tracker).await;
+    wait_live(&tracker, 0).await;
 }
 
 #[tokio::test]
@@ -254,7 +243,7 @@ async fn clients_that_vanish_leave_nothing_behind() {
     read_head(&mut stream).await;
     stream.write_all(b"half a li").await.unwrap();
     drop(stream);
-    settle(&tracker).await;
+    wait_live(&tracker, 0).await;
     let mut stream = send(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
     assert_eq!(read_response(&mut stream).await.1, "plain");
 }

@@ -7,7 +7,6 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -199,11 +198,5 @@ async fn hostile_websocket_and_h2c_requests_get_clear_answers() {
     // The server still serves, and every upgraded connection is gone.
     let mut stream = send(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
     assert_eq!(read_response(&mut stream).await.1, "plain");
-    for _ in 0..500 {
-        if tracker.live() == 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("upgraded connections still counted: {:?}", tracker.stats());
+    wait_live(&tracker, 0).await;
 }

@@ -8,7 +8,7 @@ use axum::Router;
 use axum::routing::get;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tower_upgrade::{Tracker, UpgradeLayer, UpgradeRequest, UpgradedIo, handler_fn};
+use tower_upgrade::{UpgradeLayer, UpgradeRequest, UpgradedIo, handler_fn};
 
 use support::*;
 
@@ -78,21 +78,6 @@ async fn upgrade(addr: std::net::SocketAddr, token: &str) -> TcpStream {
 async fn echo_once(stream: &mut TcpStream) {
     stream.write_all(b"ping").await.unwrap();
     assert_eq!(read_exact(stream, 4).await, b"ping");
-}
-
-/// Waits (bounded) until the tracker shows `live` connections.
-async fn wait_live(tracker: &Tracker, live: usize) {
-    for _ in 0..500 {
-        if tracker.live() == live {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!(
-        "live stayed at {} (wanted {live}): {:?}",
-        tracker.live(),
-        tracker.stats()
-    );
 }
 
 #[tokio::test]

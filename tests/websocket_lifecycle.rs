@@ -145,12 +145,7 @@ async fn keep_alive_pings_an_idle_peer_and_drops_a_dead_one() {
     assert_eq!(&rest[2..6], [0x88, 0x02, 0x03, 0xE9], "{rest:?}");
     assert_eq!(rest.len(), 6);
     drop(client);
-    for _ in 0..300 {
-        if tracker.live() == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_live(&tracker, 0).await;
     assert_eq!(tracker.live(), 0);
     assert!(tracker.stats().totals.failed >= 1);
 }
@@ -195,13 +190,7 @@ async fn a_client_that_never_reads_is_held_back() {
         .unwrap();
     assert!(n > 0);
     drop(raw);
-    for _ in 0..300 {
-        if tracker.live() == 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("connection still counted: {:?}", tracker.stats());
+    wait_live(&tracker, 0).await;
 }
 
 /// Clients that vanish in the middle of a frame, or without a close frame, leave nothing
@@ -228,12 +217,7 @@ async fn clients_that_vanish_mid_frame_leave_nothing_behind() {
         }
         drop(raw);
     }
-    for _ in 0..300 {
-        if tracker.live() == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_live(&tracker, 0).await;
     let totals = tracker.stats().totals;
     assert_eq!(totals.live, 0, "{totals:?}");
     assert_eq!(totals.accepted, 4);

@@ -163,3 +163,19 @@ pub async fn status_of(stream: &mut TcpStream) -> (u16, String) {
         .unwrap_or(0);
     (status, head)
 }
+
+/// Waits (at most 5 s) until the tracker counts `live` upgraded connections; panics with
+/// the counters otherwise.
+pub async fn wait_live(tracker: &tower_upgrade::Tracker, live: usize) {
+    for _ in 0..500 {
+        if tracker.live() == live {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!(
+        "live stayed at {} (wanted {live}): {:?}",
+        tracker.live(),
+        tracker.stats()
+    );
+}
