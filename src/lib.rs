@@ -137,6 +137,7 @@ mod layer;
 mod registry;
 mod response;
 mod service;
+mod signal;
 mod token;
 mod tracker;
 #[cfg(feature = "websocket")]

@@ -7,13 +7,10 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use http::HeaderValue;
-use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
-
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tokio_util::task::TaskTracker;
 
 use crate::error::ConfigError;
+use crate::signal::{Signal, Watch};
 use crate::token::UpgradeToken;
 
 /// A handle on the upgraded connections of one or more layers: live counts and totals,
@@ -63,10 +60,10 @@ pub struct Tracker {
 }
 
 struct Inner {
-    /// Cancelled when graceful shutdown starts.
-    shutdown: CancellationToken,
-    /// Cancelled at the drain deadline: live handlers are dropped.
-    abort: CancellationToken,
+    /// Fires when graceful shutdown starts.
+    shutdown: Arc<Signal>,
+    /// Fires at the drain deadline: live handlers are dropped.
+    abort: Arc<Signal>,
     tasks: TaskTracker,
     /// Most live connections, all protocols together; `usize::MAX` for no limit.
     limit: AtomicUsize,
@@ -78,8 +75,8 @@ struct Inner {
 impl Default for Inner {
     fn default() -> Self {
         Self {
-            shutdown: CancellationToken::new(),
-            abort: CancellationToken::new(),
+            shutdown: Arc::default(),
+            abort: Arc::default(),
             tasks: TaskTracker::new(),
             limit: AtomicUsize::new(usize::MAX),
             totals: Counters::default(),
@@ -304,13 +301,13 @@ impl Tracker {
     /// Starts graceful shutdown: new upgrades are refused with `503`, and live handlers'
     /// [`ShutdownSignal`]s fire. Does not wait; see [`drain`](Tracker::drain).
     pub fn shutdown(&self) {
-        self.inner.shutdown.cancel();
+        self.inner.shutdown.fire();
     }
 
     /// Whether graceful shutdown has started.
     #[must_use]
     pub fn is_shutting_down(&self) -> bool {
-        self.inner.shutdown.is_cancelled()
+        self.inner.shutdown.is_fired()
     }
 
     /// Starts graceful shutdown (if not started yet) and waits until every upgraded
@@ -322,7 +319,7 @@ impl Tracker {
         let inner = Arc::clone(&self.inner);
         async move {
             let start = Instant::now();
-            inner.shutdown.cancel();
+            inner.shutdown.fire();
             inner.tasks.close();
             let live_at_start = inner.totals.live.load(Ordering::Relaxed);
             let mut aborted = 0;
@@ -336,7 +333,7 @@ impl Tracker {
                     ?deadline,
                     "drain deadline passed: aborting upgraded connections"
                 );
-                inner.abort.cancel();
+                inner.abort.fire();
                 inner.tasks.wait().await;
             }
             let report = DrainReport {
@@ -353,13 +350,13 @@ impl Tracker {
     #[must_use]
     pub fn signal(&self) -> ShutdownSignal {
         ShutdownSignal {
-            token: self.inner.shutdown.clone(),
+            signal: Arc::clone(&self.inner.shutdown),
         }
     }
 
     /// Watches for the abort at the drain deadline.
-    pub(crate) fn abort_watch(&self) -> CancelWatch {
-        CancelWatch::new(self.inner.abort.clone())
+    pub(crate) fn abort_watch(&self) -> Watch {
+        Watch::new(Arc::clone(&self.inner.abort))
     }
 
     pub(crate) fn tasks(&self) -> &TaskTracker {
@@ -484,43 +481,6 @@ impl Drop for Slot {
     }
 }
 
-/// Watches a cancellation token from a hot poll loop.
-///
-/// Polling a token's `cancelled()` future takes a lock each time (it re-registers the
-/// waker). This checks the token with an atomic load and registers the waker only when it
-/// changed, so a connection that is polled once per message pays nothing more.
-pub(crate) struct CancelWatch {
-    token: CancellationToken,
-    wait: Pin<Box<WaitForCancellationFutureOwned>>,
-    /// The waker `wait` was last polled with.
-    registered: Option<Waker>,
-}
-
-impl CancelWatch {
-    pub(crate) fn new(token: CancellationToken) -> Self {
-        Self {
-            wait: Box::pin(token.clone().cancelled_owned()),
-            token,
-            registered: None,
-        }
-    }
-
-    pub(crate) fn poll_cancelled(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.token.is_cancelled() {
-            return Poll::Ready(());
-        }
-        if self
-            .registered
-            .as_ref()
-            .is_some_and(|w| w.will_wake(cx.waker()))
-        {
-            return Poll::Pending;
-        }
-        self.registered = Some(cx.waker().clone());
-        self.wait.as_mut().poll(cx)
-    }
-}
-
 /// Fires when graceful shutdown starts; handed to handlers in
 /// [`UpgradeRequest::shutdown`](crate::UpgradeRequest::shutdown).
 ///
@@ -549,29 +509,30 @@ impl CancelWatch {
 /// ```
 #[derive(Clone)]
 pub struct ShutdownSignal {
-    token: CancellationToken,
+    signal: Arc<Signal>,
 }
 
 impl ShutdownSignal {
     /// Whether shutdown has started.
     #[must_use]
     pub fn is_fired(&self) -> bool {
-        self.token.is_cancelled()
+        self.signal.is_fired()
     }
 
     /// Resolves when shutdown starts (at once if it has).
     pub async fn fired(&self) {
-        self.token.cancelled().await;
+        let mut watch = self.clone().into_watch();
+        std::future::poll_fn(|cx| watch.poll_fired(cx)).await;
     }
 
-    #[cfg_attr(not(feature = "websocket"), allow(dead_code))]
-    pub(crate) fn into_token(self) -> CancellationToken {
-        self.token
+    /// Watches the signal from a poll loop: one atomic load per poll.
+    pub(crate) fn into_watch(self) -> Watch {
+        Watch::new(self.signal)
     }
 
     /// Like [`fired`](ShutdownSignal::fired), but owns the signal, for `'static` futures.
     pub async fn fired_owned(self) {
-        self.token.cancelled_owned().await;
+        self.fired().await;
     }
 }
 

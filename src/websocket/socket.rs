@@ -23,7 +23,8 @@ use tungstenite::protocol::frame::FrameHeader;
 use tungstenite::protocol::frame::coding::{CloseCode as CodecCloseCode, Control, Data, OpCode};
 
 use crate::io::UpgradedIo;
-use crate::tracker::{CancelWatch, ShutdownSignal};
+use crate::signal::Watch;
+use crate::tracker::ShutdownSignal;
 
 /// The most bytes one read may take into the stack scratch buffer.
 const MAX_SCRATCH: usize = 16 * 1024;
@@ -477,7 +478,7 @@ pub struct WebSocket<S = UpgradedIo> {
 /// What ends or checks an idle connection from our side.
 struct Timers {
     /// Fires when graceful shutdown starts: send close `1001`.
-    shutdown: Option<CancelWatch>,
+    shutdown: Option<Watch>,
     keep_alive: Option<KeepAlive>,
 }
 
@@ -498,7 +499,7 @@ enum Timer {
 impl Timers {
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Timer> {
         if let Some(shutdown) = &mut self.shutdown {
-            if shutdown.poll_cancelled(cx).is_ready() {
+            if shutdown.poll_fired(cx).is_ready() {
                 self.shutdown = None;
                 return Poll::Ready(Timer::Shutdown);
             }
@@ -623,7 +624,7 @@ impl<S> WebSocket<S> {
     /// and ends. Sends after that fail with [`ErrorKind::AlreadyClosed`].
     #[must_use]
     pub fn close_on(mut self, signal: ShutdownSignal) -> Self {
-        let shutdown = CancelWatch::new(signal.into_token());
+        let shutdown = signal.into_watch();
         match &mut self.timers {
             Some(timers) => timers.shutdown = Some(shutdown),
             None => {
