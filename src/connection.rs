@@ -53,17 +53,19 @@ pub(crate) fn spawn(
         serve,
         req,
     });
+    let traced = !span.is_disabled();
     let tasks = slot.tracker().tasks().clone();
     let task = async move {
-        let start = Instant::now();
+        // Read the clock only for a span that records the duration.
+        let start = traced.then(Instant::now);
         let protocol = slot.protocol().token().as_str();
         let result = {
-            // Not `select!` on the token's `cancelled()`: that locks on every poll, and this
+            // Not `select!` on the signal: the watch is one atomic load per poll, and this
             // task is polled once per message.
             let mut abort = slot.tracker().abort_watch();
-            let mut running = std::pin::pin!(run(&config, pending, protocol));
+            let mut running = std::pin::pin!(run(&config, pending, protocol, traced));
             std::future::poll_fn(|cx| {
-                if abort.poll_cancelled(cx).is_ready() {
+                if abort.poll_fired(cx).is_ready() {
                     return Poll::Ready(Err(UpgradeError::new(
                         UpgradeErrorKind::Aborted,
                         protocol,
@@ -74,8 +76,15 @@ pub(crate) fn spawn(
             })
             .await
         };
-        let span = tracing::Span::current();
-        span.record("duration_ms", start.elapsed().as_millis() as u64);
+        // Our span when it is entered, else none (never a span of someone else's).
+        let span = if traced {
+            tracing::Span::current()
+        } else {
+            tracing::Span::none()
+        };
+        if let Some(start) = start {
+            span.record("duration_ms", start.elapsed().as_millis() as u64);
+        }
         match result {
             Ok(()) => {
                 span.record("outcome", "completed");
@@ -90,13 +99,19 @@ pub(crate) fn spawn(
         }
         drop(slot);
     };
-    tasks.spawn(task.instrument(span));
+    // A disabled span (the default, below DEBUG) is not entered on every poll.
+    if traced {
+        tasks.spawn(task.instrument(span));
+    } else {
+        tasks.spawn(task);
+    }
 }
 
 async fn run(
     config: &Config,
     mut pending: Box<Pending>,
     protocol: &str,
+    traced: bool,
 ) -> Result<(), UpgradeError> {
     let upgraded = match (&mut pending.on_upgrade).await {
         Ok(upgraded) => upgraded,
@@ -122,7 +137,8 @@ async fn run(
         }
     };
     let io = UpgradedIo::new(upgraded, config.idle_timeout);
-    if let Some(peer) = io.tcp_stream().and_then(|tcp| tcp.peer_addr().ok()) {
+    // A system call: only for a span that records it.
+    if traced && let Some(peer) = io.tcp_stream().and_then(|tcp| tcp.peer_addr().ok()) {
         tracing::Span::current().record("peer", tracing::field::display(peer));
     }
     tracing::debug!("upgraded connection started");
