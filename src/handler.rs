@@ -5,7 +5,7 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderValue, IntoHeaderName};
 use http::{Response, StatusCode, request};
 
@@ -309,16 +309,7 @@ impl UpgradeRequest {
         body: Bytes,
         shutdown: ShutdownSignal,
     ) -> Self {
-        for value in parts.headers.values_mut() {
-            // `from_bytes` copies; the bytes were a valid value already.
-            if let Ok(mut copy) = HeaderValue::from_bytes(value.as_bytes()) {
-                copy.set_sensitive(value.is_sensitive());
-                *value = copy;
-            }
-        }
-        if let Ok(uri) = http::Uri::try_from(parts.uri.to_string()) {
-            parts.uri = uri;
-        }
+        copy_head(&mut parts);
         Self {
             parts,
             protocol,
@@ -375,6 +366,44 @@ impl UpgradeRequest {
     #[must_use]
     pub fn body(&self) -> &Bytes {
         &self.body
+    }
+}
+
+/// Copies the URI and header values of `parts` into one allocation of their own, so that
+/// they no longer share hyper's read buffer. One buffer rather than one per value: this is
+/// on the path of every upgrade.
+fn copy_head(parts: &mut request::Parts) {
+    // Origin form (`/path?query`, or `*`) is what servers see; anything else is rare and
+    // copied through its string form.
+    let origin_form = parts.uri.scheme().is_none() && parts.uri.authority().is_none();
+    let path = match (origin_form, parts.uri.path_and_query()) {
+        (true, Some(pq)) => pq.as_str(),
+        _ => "",
+    };
+    let len = path.len() + parts.headers.values().map(|v| v.len()).sum::<usize>();
+    let mut buf = BytesMut::with_capacity(len);
+    buf.extend_from_slice(path.as_bytes());
+    for value in parts.headers.values() {
+        buf.extend_from_slice(value.as_bytes());
+    }
+    let buf = buf.freeze();
+    let mut at = path.len();
+    for value in parts.headers.values_mut() {
+        let end = at + value.len();
+        // The bytes were a valid value already.
+        if let Ok(mut copy) = HeaderValue::from_maybe_shared(buf.slice(at..end)) {
+            copy.set_sensitive(value.is_sensitive());
+            *value = copy;
+        }
+        at = end;
+    }
+    let uri = if origin_form {
+        http::Uri::from_maybe_shared(buf.slice(..path.len()))
+    } else {
+        http::Uri::try_from(parts.uri.to_string())
+    };
+    if let Ok(uri) = uri {
+        parts.uri = uri;
     }
 }
 
@@ -562,5 +591,38 @@ mod tests {
         assert_eq!(req.uri(), "/chat?room=1");
         assert_eq!(req.headers()[header::UPGRADE], "websocket");
         assert!(req.headers()[header::AUTHORIZATION].is_sensitive());
+    }
+
+    #[test]
+    fn every_form_of_the_head_survives_the_copy() {
+        let token = UpgradeToken::new("websocket").unwrap();
+        for uri in [
+            "/",
+            "*",
+            "/a/b?c=d&e",
+            "http://example.com:8080/x?y",
+            "example.com:443",
+        ] {
+            let mut req = http::Request::new(());
+            *req.uri_mut() = uri.parse().unwrap();
+            req.headers_mut()
+                .append("x-multi", HeaderValue::from_static("one"));
+            req.headers_mut()
+                .append("x-multi", HeaderValue::from_static(""));
+            req.headers_mut()
+                .append("x-multi", HeaderValue::from_static("three"));
+            req.headers_mut()
+                .insert(header::HOST, HeaderValue::from_static("example.com"));
+            let (parts, ()) = req.into_parts();
+            let req =
+                UpgradeRequest::new(parts, token.clone(), Bytes::new(), Tracker::new().signal());
+            assert_eq!(
+                req.uri().to_string(),
+                uri.parse::<http::Uri>().unwrap().to_string()
+            );
+            let multi: Vec<_> = req.headers().get_all("x-multi").iter().collect();
+            assert_eq!(multi, ["one", "", "three"], "{uri}");
+            assert_eq!(req.headers()[header::HOST], "example.com");
+        }
     }
 }

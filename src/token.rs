@@ -1,6 +1,7 @@
 //! Validated upgrade tokens: `protocol-name ["/" protocol-version]` (RFC 9110 §7.8).
 
 use std::fmt;
+use std::sync::Arc;
 
 use http::HeaderValue;
 
@@ -26,7 +27,7 @@ use crate::headers::parse_protocol;
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct UpgradeToken {
     /// The whole token as given; `slash` splits it.
-    full: Box<str>,
+    full: Arc<str>,
     /// Index of the `/`, if there is a version.
     slash: Option<usize>,
     /// The token, ready to be sent in `Upgrade`.
