@@ -22,6 +22,12 @@
 //!   starts) and `h2-prior-knowledge` (hyper-util's `auto::Builder`). Both use the `h2`
 //!   crate's client, so only how a connection starts differs;
 //! - `all`: all of the above;
+//! - `counts` (not in `all`; needs `valgrind` and `strace`): user-space instructions
+//!   (callgrind) and system calls (`strace -f -c`) per handshake and per 20-byte and 16 KiB
+//!   echo message, for every WebSocket server. Each server runs the same load twice, `n` and
+//!   `2n` operations long, and the difference over `n` is the cost of one operation
+//!   (start-up and connection set-up cancel out). Both are repeatable where CPU time is
+//!   not: on this 2-core machine CPU time per operation varies by 10–20% from run to run;
 //! - `soak` (not in `all`): `--soak-conns` WebSockets to `tower-upgrade` held for
 //!   `--soak-secs`, each echoing a 20-byte message every `--soak-interval-ms` from a
 //!   jittered start; counts errors, samples the server's `VmRSS` every 5 s, closes every
@@ -99,7 +105,8 @@ const SERVER_MAX_SECS: u64 = 900;
 const HELP: &str = "\
 usage: load SUBCOMMAND [FLAGS]
 
-subcommands: passthrough, handshake, echo, idle, h2c, soak, all (all but soak)
+subcommands: passthrough, handshake, echo, idle, h2c, soak, counts,
+             all (all but soak and counts)
 
 flags (defaults in brackets):
   --runs N            runs per impl, medians reported [3]
@@ -128,6 +135,8 @@ flags (defaults in brackets):
                       is done again [20]
   --retries N         at most this many times [2]
   --server PATH       the bench_server binary [next to this binary]
+  --count-ops N       counts: operations in the smaller of its two runs (handshakes;
+                      echo messages are 16 × N) [1000]
 ";
 
 // ===== options =====
@@ -140,6 +149,7 @@ enum Mode {
     Idle,
     H2c,
     Soak,
+    Counts,
     All,
 }
 
@@ -170,6 +180,7 @@ struct Opts {
     max_other: f64,
     retries: usize,
     server: PathBuf,
+    count_ops: u64,
 }
 
 impl Opts {
@@ -182,6 +193,7 @@ impl Opts {
             Some("idle") => Mode::Idle,
             Some("h2c") => Mode::H2c,
             Some("soak") => Mode::Soak,
+            Some("counts") => Mode::Counts,
             Some("all") => Mode::All,
             Some("--help" | "-h" | "help") | None => return Err(HELP.to_owned()),
             Some(other) => return Err(format!("unknown subcommand {other:?}\n\n{HELP}")),
@@ -213,6 +225,7 @@ impl Opts {
             max_other: 20.0,
             retries: 2,
             server: exe.with_file_name("bench_server"),
+            count_ops: 1000,
         };
         while let Some(flag) = args.next() {
             if flag == "--text" {
@@ -259,6 +272,7 @@ impl Opts {
                 "--max-other" => opts.max_other = num(&value)? as f64,
                 "--retries" => opts.retries = num(&value)? as usize,
                 "--server" => opts.server = PathBuf::from(value),
+                "--count-ops" => opts.count_ops = num(&value)?.max(1),
                 other => return Err(format!("unknown flag {other:?}\n\n{HELP}")),
             }
         }
@@ -355,6 +369,10 @@ async fn run(opts: &Opts) {
     if opts.mode == Mode::Soak {
         println!("{}", soak(opts).await);
     }
+    // Not part of `all`: slow (every server runs under valgrind or strace).
+    if opts.mode == Mode::Counts {
+        println!("{}", counts(opts).await);
+    }
 }
 
 fn machine_report(opts: &Opts) -> String {
@@ -411,7 +429,21 @@ impl From<io::Error> for Failure {
 
 impl Server {
     async fn start(opts: &Opts, imp: &'static str) -> Result<Self, Failure> {
-        let mut child = Command::new(&opts.server)
+        Self::start_under(opts, imp, &[]).await
+    }
+
+    /// Starts the server under `tool` (a command and its arguments, the server's command
+    /// line appended), or on its own when `tool` is empty.
+    async fn start_under(opts: &Opts, imp: &'static str, tool: &[String]) -> Result<Self, Failure> {
+        let mut command = match tool.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(&opts.server);
+                command
+            }
+            None => Command::new(&opts.server),
+        };
+        let mut child = command
             .args(["--impl", imp, "--addr", "127.0.0.1:0"])
             .args(["--cpu", &opts.server_cpu.to_string()])
             .args(["--threads", &opts.threads.to_string()])
@@ -466,6 +498,21 @@ impl Server {
     async fn stop(mut self) {
         let _ = self.child.start_kill();
         let _ = timeout(START_TIMEOUT, self.child.wait()).await;
+    }
+
+    /// Closes the server's stdin, on which it exits by itself, so that a tool it runs
+    /// under writes its report; kills it after `limit`.
+    async fn stop_gracefully(mut self, limit: Duration) -> Result<(), Failure> {
+        drop(self.child.stdin.take());
+        match timeout(limit, self.child.wait()).await {
+            Ok(Ok(status)) if status.success() => Ok(()),
+            Ok(Ok(status)) => Err(Failure::Error(format!("server exited: {status}"))),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_elapsed) => {
+                self.stop().await;
+                Err(Failure::Error("server did not exit when asked".into()))
+            }
+        }
     }
 }
 
@@ -1162,6 +1209,206 @@ async fn echo_load(
         all.extend(lat);
     }
     Ok((conns, all))
+}
+
+// ===== counts =====
+
+/// What `counts` counts in the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Counter {
+    /// User-space instructions, with valgrind's callgrind: the same for the same binary and
+    /// load, whatever else the machine does.
+    Instructions,
+    /// System calls, with `strace -f -c`.
+    Syscalls,
+}
+
+/// A load of `counts`.
+#[derive(Clone, Copy, Debug)]
+enum Workload {
+    Handshake,
+    Echo(usize),
+}
+
+impl Workload {
+    /// Operations of the smaller run.
+    fn ops(self, opts: &Opts) -> u64 {
+        match self {
+            Self::Handshake => opts.count_ops,
+            // Whole rounds over every connection, so the count is exact.
+            Self::Echo(_) => (opts.count_ops * 16).div_ceil(opts.conns as u64) * opts.conns as u64,
+        }
+    }
+}
+
+/// User-space instructions and system calls per operation, for every WebSocket server:
+/// each server runs the same load twice, `n` and `2n` operations long, under valgrind
+/// (callgrind) or strace, and the difference of the two totals over `n` is the cost of one
+/// operation, with start-up, connection set-up and shut-down cancelled out. Unlike CPU
+/// time, both are repeatable on a busy machine; instructions leave out the kernel, which
+/// the system calls stand in for.
+async fn counts(opts: &Opts) -> String {
+    let impls = opts.select(WS_IMPLS);
+    let workloads = [
+        Workload::Handshake,
+        Workload::Echo(20),
+        Workload::Echo(16 * 1024),
+    ];
+    let dir = std::env::temp_dir().join(format!("tower-upgrade-counts-{}", std::process::id()));
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        return format!("counts: cannot create {}: {e}\n", dir.display());
+    }
+    let mut out = String::new();
+    for counter in [Counter::Instructions, Counter::Syscalls] {
+        let mut rows: Vec<(&str, Vec<Result<f64, String>>)> = Vec::new();
+        for &imp in &impls {
+            let mut cells = Vec::new();
+            for workload in workloads {
+                let cell = per_op(opts, &dir, counter, imp, workload).await;
+                eprintln!("counts: {imp} {workload:?} {counter:?}: {cell:?}");
+                let not_built = matches!(cell, Err(Failure::NotBuilt));
+                cells.push(cell.map_err(|e| match e {
+                    Failure::NotBuilt => "not built".to_owned(),
+                    Failure::Error(e) => format!("error: {e}"),
+                }));
+                if not_built {
+                    break;
+                }
+            }
+            rows.push((imp, cells));
+        }
+        let (title, unit) = match counter {
+            Counter::Instructions => ("User-space instructions per operation (callgrind)", 0),
+            Counter::Syscalls => ("System calls per operation (strace -f -c)", 2),
+        };
+        let _ = writeln!(
+            out,
+            "### {title}\n\n{} handshakes and {} / {} echo messages against twice as many; \
+             the difference over the smaller count.\n",
+            Workload::Handshake.ops(opts),
+            Workload::Echo(20).ops(opts),
+            Workload::Echo(16 * 1024).ops(opts),
+        );
+        let _ = writeln!(
+            out,
+            "| impl | handshake | vs floor | echo 20 B | vs floor | echo 16 KiB | vs floor |\n\
+             |---|---:|---:|---:|---:|---:|---:|"
+        );
+        let floor = rows.iter().find(|(imp, _)| *imp == "floor").map(|(_, c)| c);
+        for (imp, cells) in &rows {
+            let _ = write!(out, "| {imp} |");
+            for (i, cell) in cells.iter().enumerate() {
+                let reference = floor.and_then(|f| f.get(i)).and_then(|c| c.as_ref().ok());
+                match cell {
+                    Ok(v) => {
+                        let _ = write!(out, " {v:.unit$} | {} |", ratio(*v, reference.copied()));
+                    }
+                    Err(e) => {
+                        let _ = write!(out, " {e} | |");
+                    }
+                }
+            }
+            out.push('\n');
+        }
+        out.push('\n');
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    out
+}
+
+/// One cell of `counts`: the count per operation of `workload` on `imp`.
+async fn per_op(
+    opts: &Opts,
+    dir: &std::path::Path,
+    counter: Counter,
+    imp: &'static str,
+    workload: Workload,
+) -> Result<f64, Failure> {
+    let n = workload.ops(opts);
+    let small = counted_run(opts, dir, counter, imp, workload, n).await?;
+    let large = counted_run(opts, dir, counter, imp, workload, 2 * n).await?;
+    Ok((large as f64 - small as f64) / n as f64)
+}
+
+/// Runs `ops` operations of `workload` against `imp` under the counter's tool, and returns
+/// the server's total count.
+async fn counted_run(
+    opts: &Opts,
+    dir: &std::path::Path,
+    counter: Counter,
+    imp: &'static str,
+    workload: Workload,
+    ops: u64,
+) -> Result<u64, Failure> {
+    let report = dir.join(format!("{imp}-{ops}.txt"));
+    let _ = std::fs::remove_file(&report);
+    let tool: Vec<String> = match counter {
+        Counter::Instructions => vec![
+            "valgrind".into(),
+            "--tool=callgrind".into(),
+            "--callgrind-out-file=/dev/null".into(),
+            format!("--log-file={}", report.display()),
+        ],
+        Counter::Syscalls => vec![
+            "strace".into(),
+            "-f".into(),
+            "-c".into(),
+            "-o".into(),
+            report.display().to_string(),
+        ],
+    };
+    let limit = Duration::from_secs(600);
+    let server = Server::start_under(opts, imp, &tool).await?;
+    let load = async {
+        match workload {
+            Workload::Handshake => {
+                handshakes(server.addr, ops, opts.conns, limit).await?;
+            }
+            Workload::Echo(size) => {
+                let request = upgrade_request(server.addr);
+                let mut conns = Vec::with_capacity(opts.conns);
+                for i in 0..opts.conns {
+                    let (tcp, rd) =
+                        ws_connect(server.addr, &request, Reader::new(size + 64)).await?;
+                    let payload: Vec<u8> = (0..size).map(|j| b'a' + ((i + j) % 26) as u8).collect();
+                    let key = (i as u32).wrapping_mul(0x9e37_79b9).to_be_bytes();
+                    let frame = masked_frame(0x2, &payload, key);
+                    conns.push(EchoConn {
+                        tcp,
+                        rd,
+                        frame,
+                        payload,
+                    });
+                }
+                let (conns, lat) = echo_load(conns, limit, ops).await?;
+                if lat.len() as u64 != ops {
+                    return Err(Failure::Error(format!("{} of {ops} echoes", lat.len())));
+                }
+                drop(conns);
+            }
+        }
+        Ok::<_, Failure>(())
+    };
+    let loaded = load.await;
+    let stopped = server.stop_gracefully(Duration::from_secs(120)).await;
+    loaded?;
+    stopped?;
+    let text = std::fs::read_to_string(&report)?;
+    let total = match counter {
+        // `==PID== Collected : 123456`
+        Counter::Instructions => text.lines().find_map(|l| {
+            l.split_once("Collected :")
+                .map(|(_, n)| n.trim().to_owned())
+        }),
+        // The `total` line: `100.00 secs usecs/call calls [errors] total`.
+        Counter::Syscalls => text.lines().find_map(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            (fields.last() == Some(&"total")).then(|| fields.get(3).map(|c| (*c).to_owned()))?
+        }),
+    };
+    total
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| Failure::Error(format!("no total in {}", report.display())))
 }
 
 // ===== idle =====
