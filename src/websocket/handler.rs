@@ -255,7 +255,7 @@ impl Settings {
         // would keep that whole buffer (8 KiB or more) alive for the life of the
         // connection. The handshake keeps copies.
         let mut accepted = Accepted::new(Handshake {
-            key: key.map(copy_value),
+            key: key.and_then(|k| k.as_bytes().try_into().ok()),
             protocol: protocol.clone(),
             extensions: req
                 .headers

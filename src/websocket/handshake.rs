@@ -22,7 +22,8 @@ const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 /// See the [module docs](crate::websocket) for an example.
 #[derive(Debug, Clone)]
 pub struct Handshake {
-    pub(crate) key: Option<HeaderValue>,
+    /// Kept inline: a valid key is 24 base64 characters (checked by `check_key`).
+    pub(crate) key: Option<[u8; 24]>,
     pub(crate) protocol: Option<HeaderValue>,
     pub(crate) extensions: Vec<HeaderValue>,
     pub(crate) http2: bool,
@@ -33,7 +34,7 @@ impl Handshake {
     /// (RFC 8441 §5).
     #[must_use]
     pub fn key(&self) -> Option<&str> {
-        self.key.as_ref().and_then(|k| k.to_str().ok())
+        self.key.as_ref().and_then(|k| std::str::from_utf8(k).ok())
     }
 
     /// The subprotocol selected and sent back in `Sec-WebSocket-Protocol`, if any.
