@@ -185,6 +185,7 @@
 //! [`UpgradeLayer`]: crate::UpgradeLayer
 //! [`UpgradeRequest`]: crate::UpgradeRequest
 
+mod frame;
 mod handler;
 mod handshake;
 mod origin;

@@ -1,14 +1,13 @@
 //! [`WebSocket`]: a server-side WebSocket connection after the handshake, with
 //! [`Message`]s in and out.
 //!
-//! Frames are parsed and formatted by tungstenite's frame codec
-//! ([`FrameHeader`](tungstenite::protocol::frame::FrameHeader)); this file keeps the buffers,
-//! the IO and the message rules of RFC 6455 §5 (fragmentation, control frames, UTF-8, the
-//! closing handshake). See the module docs for why.
+//! Frame heads are parsed and formatted by [`frame`](super::frame); this file keeps the
+//! buffers, the IO and the message rules of RFC 6455 §5 (fragmentation, control frames,
+//! UTF-8, the closing handshake). See the module docs for why.
 
 use std::fmt;
 use std::future::{Future, poll_fn};
-use std::io::{self, Cursor, IoSlice};
+use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -19,9 +18,9 @@ use futures_core::Stream;
 use http::HeaderValue;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
-use tungstenite::protocol::frame::FrameHeader;
-use tungstenite::protocol::frame::coding::{CloseCode as CodecCloseCode, Control, Data, OpCode};
+use tungstenite::protocol::frame::coding::CloseCode as CodecCloseCode;
 
+use super::frame::{self, Head, MAX_SERVER_HEAD, OpCode};
 use crate::io::UpgradedIo;
 use crate::tracker::{CancelWatch, ShutdownSignal};
 
@@ -456,8 +455,8 @@ pub struct WebSocket<S = UpgradedIo> {
     io: S,
     /// Received bytes not yet handed out. Unallocated (capacity 0) whenever it is empty.
     read_buf: BytesMut,
-    /// The header of the frame whose payload is being read, and that payload's length.
-    header: Option<(FrameHeader, usize)>,
+    /// The head of the frame whose payload is being read.
+    header: Option<Head>,
     /// A fragmented message being assembled. Boxed, like `pending`, to keep the idle
     /// struct small: both are rare.
     partial: Option<Box<Partial>>,
@@ -699,21 +698,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             ));
         }
         let (opcode, payload) = match msg {
-            Message::Text(text) => (OpCode::Data(Data::Text), Bytes::from(text)),
-            Message::Binary(data) => (OpCode::Data(Data::Binary), data),
-            Message::Ping(data) => (OpCode::Control(Control::Ping), data),
-            Message::Pong(data) => (OpCode::Control(Control::Pong), data),
-            Message::Close(frame) => (OpCode::Control(Control::Close), close_payload(frame)),
+            Message::Text(text) => (OpCode::Text, Bytes::from(text)),
+            Message::Binary(data) => (OpCode::Binary, data),
+            Message::Ping(data) => (OpCode::Ping, data),
+            Message::Pong(data) => (OpCode::Pong, data),
+            Message::Close(frame) => (OpCode::Close, close_payload(frame)),
         };
-        let is_close = opcode == OpCode::Control(Control::Close);
-        if matches!(opcode, OpCode::Control(_)) && payload.len() > MAX_CONTROL_PAYLOAD {
+        let is_close = opcode == OpCode::Close;
+        if opcode.is_control() && payload.len() > MAX_CONTROL_PAYLOAD {
             return Err(Error::new(
                 ErrorKind::InvalidMessage,
                 "control frame payload over 125 bytes",
             ));
         }
-        let mut head = [0u8; 10];
-        let head_len = encode_header(&mut head, opcode, payload.len());
+        let mut head = [0u8; MAX_SERVER_HEAD];
+        let head_len = frame::format(&mut head, opcode, payload.len());
         if is_close {
             // Even if the write fails, nothing else may be sent.
             self.state = State::CloseSent;
@@ -850,10 +849,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         // Room for the whole first frame when its header is here, so that the rest of it
         // is read in place, with no second copy.
         let mut capacity = data.len();
-        let mut cursor = Cursor::new(data);
-        if let Ok(Some((_, len))) = FrameHeader::parse(&mut cursor) {
-            if len <= self.config.max_frame_size as u64 {
-                capacity = capacity.max(cursor.position() as usize + len as usize);
+        if let Ok(Some(head)) = frame::parse(data) {
+            if head.len <= self.config.max_frame_size as u64 {
+                capacity = capacity.max(usize::from(head.size) + head.len as usize);
             }
         }
         let mut read_buf = BytesMut::with_capacity(capacity);
@@ -866,8 +864,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         match &self.header {
             // `next_frame` made room for the whole frame.
-            Some((_, len)) => {
-                let want = len.saturating_sub(self.read_buf.len());
+            Some(head) => {
+                let want = (head.len as usize).saturating_sub(self.read_buf.len());
                 self.read_buf.reserve(want);
             }
             // A header cut short: at most 14 bytes, and likely the next frame behind it.
@@ -921,18 +919,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Takes the next whole frame out of `read_buf`, unmasked.
-    fn next_frame(&mut self) -> Result<Option<(FrameHeader, BytesMut)>, Error> {
+    fn next_frame(&mut self) -> Result<Option<(Head, BytesMut)>, Error> {
         if self.header.is_none() {
             if self.read_buf.is_empty() {
                 return Ok(None);
             }
-            let mut cursor = Cursor::new(&self.read_buf[..]);
-            let Some((header, len)) = FrameHeader::parse(&mut cursor)
-                .map_err(|_| Error::new(ErrorKind::Protocol, "invalid frame opcode"))?
+            let Some(head) = frame::parse(&self.read_buf)
+                .map_err(|e| Error::new(ErrorKind::Protocol, e.as_str()))?
             else {
                 return Ok(None);
             };
-            let consumed = cursor.position() as usize;
+            let len = head.len;
             let partial_len = self.partial.as_ref().map_or(0, |p| p.data.len());
             if len > self.config.max_frame_size as u64
                 || len.saturating_add(partial_len as u64) > self.config.max_message_size as u64
@@ -942,16 +939,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     "message or frame too big",
                 ));
             }
-            self.read_buf.advance(consumed);
-            self.header = Some((header, len as usize));
+            self.read_buf.advance(usize::from(head.size));
+            self.header = Some(head);
         }
-        let len = self.header.as_ref().map_or(0, |(_, len)| *len);
+        let len = self.header.as_ref().map_or(0, |head| head.len as usize);
         if self.read_buf.len() < len {
             // Room for the whole frame, so that the rest is read in one go.
             self.read_buf.reserve(len - self.read_buf.len());
             return Ok(None);
         }
-        let (header, _) = self.header.take().expect("header checked above");
+        let header = self.header.take().expect("header checked above");
         if let Some(timers) = &mut self.timers {
             timers.heard();
         }
@@ -968,52 +965,45 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     /// Applies RFC 6455 §5 to one frame; returns a message when one is complete.
-    fn on_frame(
-        &mut self,
-        header: &FrameHeader,
-        payload: BytesMut,
-    ) -> Result<Option<Message>, Error> {
+    fn on_frame(&mut self, header: &Head, payload: BytesMut) -> Result<Option<Message>, Error> {
         let protocol = |detail| Err(Error::new(ErrorKind::Protocol, detail));
         // RFC 6455 §5.2: no extension was negotiated, so the RSV bits must be 0.
-        if header.rsv1 || header.rsv2 || header.rsv3 {
+        if header.rsv != 0 {
             return protocol("reserved bits set without an extension");
         }
         // RFC 6455 §5.1: a server MUST close the connection on an unmasked frame.
         if header.mask.is_none() {
             return protocol("unmasked frame from the client");
         }
-        match header.opcode {
-            OpCode::Control(control) => {
-                // RFC 6455 §5.5: control frames are not fragmented and carry <= 125 bytes.
-                if !header.is_final {
-                    return protocol("fragmented control frame");
-                }
-                if payload.len() > MAX_CONTROL_PAYLOAD {
-                    return protocol("control frame over 125 bytes");
-                }
-                match control {
-                    Control::Ping => {
-                        if matches!(self.state, State::Open) {
-                            self.pending = Some(Box::new(ControlFrame::new(0xA, &payload)));
-                        }
-                        Ok(Some(Message::Ping(payload.freeze())))
-                    }
-                    Control::Pong => Ok(Some(Message::Pong(payload.freeze()))),
-                    Control::Close => {
-                        let frame = parse_close(&payload.freeze())?;
-                        if matches!(self.state, State::Open) {
-                            // RFC 6455 §5.5.1: reply with a close frame, echoing the code.
-                            self.pending = Some(Box::new(ControlFrame::close(
-                                frame.as_ref().map(|f| f.code),
-                            )));
-                        }
-                        self.state = State::Finishing(Finish::Close(frame));
-                        Ok(None)
-                    }
-                    Control::Reserved(_) => protocol("reserved control opcode"),
-                }
+        if header.opcode.is_control() {
+            // RFC 6455 §5.5: control frames are not fragmented and carry <= 125 bytes.
+            if !header.fin {
+                return protocol("fragmented control frame");
             }
-            OpCode::Data(Data::Continue) => {
+            if payload.len() > MAX_CONTROL_PAYLOAD {
+                return protocol("control frame over 125 bytes");
+            }
+        }
+        match header.opcode {
+            OpCode::Ping => {
+                if matches!(self.state, State::Open) {
+                    self.pending = Some(Box::new(ControlFrame::new(0xA, &payload)));
+                }
+                Ok(Some(Message::Ping(payload.freeze())))
+            }
+            OpCode::Pong => Ok(Some(Message::Pong(payload.freeze()))),
+            OpCode::Close => {
+                let frame = parse_close(&payload.freeze())?;
+                if matches!(self.state, State::Open) {
+                    // RFC 6455 §5.5.1: reply with a close frame, echoing the code.
+                    self.pending = Some(Box::new(ControlFrame::close(
+                        frame.as_ref().map(|f| f.code),
+                    )));
+                }
+                self.state = State::Finishing(Finish::Close(frame));
+                Ok(None)
+            }
+            OpCode::Continuation => {
                 let Some(partial) = &mut self.partial else {
                     return protocol("continuation frame without a message to continue");
                 };
@@ -1021,18 +1011,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 if partial.text {
                     partial.utf8_valid = check_utf8(&partial.data, partial.utf8_valid)?;
                 }
-                if !header.is_final {
+                if !header.fin {
                     return Ok(None);
                 }
                 let partial = self.partial.take().expect("checked above");
                 finish_message(partial.text, partial.data).map(Some)
             }
-            OpCode::Data(data @ (Data::Text | Data::Binary)) => {
+            OpCode::Text | OpCode::Binary => {
                 if self.partial.is_some() {
                     return protocol("new message before the fragmented one ended");
                 }
-                let text = data == Data::Text;
-                if header.is_final {
+                let text = header.opcode == OpCode::Text;
+                if header.fin {
                     return finish_message(text, payload).map(Some);
                 }
                 let utf8_valid = if text { check_utf8(&payload, 0)? } else { 0 };
@@ -1043,7 +1033,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 }));
                 Ok(None)
             }
-            OpCode::Data(Data::Reserved(_)) => protocol("reserved data opcode"),
         }
     }
 }
@@ -1121,23 +1110,6 @@ fn close_payload(frame: Option<CloseFrame>) -> Bytes {
             out.into()
         }
     }
-}
-
-/// Formats a server (unmasked) frame header; returns its length.
-fn encode_header(out: &mut [u8; 10], opcode: OpCode, len: usize) -> usize {
-    let header = FrameHeader {
-        is_final: true,
-        rsv1: false,
-        rsv2: false,
-        rsv3: false,
-        opcode,
-        mask: None,
-    };
-    let mut cursor = Cursor::new(&mut out[..]);
-    header
-        .format(len as u64, &mut cursor)
-        .expect("a server frame header fits in 10 bytes");
-    cursor.position() as usize
 }
 
 /// Writes the rest of a frame: header and payload together with vectored writes when the
@@ -1236,20 +1208,6 @@ mod tests {
                 .collect();
             assert_eq!(fast, slow);
         }
-    }
-
-    #[test]
-    fn header_encoding_uses_the_shortest_length() {
-        let mut out = [0; 10];
-        assert_eq!(encode_header(&mut out, OpCode::Data(Data::Text), 5), 2);
-        assert_eq!(&out[..2], &[0x81, 5]);
-        assert_eq!(encode_header(&mut out, OpCode::Data(Data::Binary), 126), 4);
-        assert_eq!(&out[..4], &[0x82, 126, 0, 126]);
-        assert_eq!(
-            encode_header(&mut out, OpCode::Data(Data::Binary), 70_000),
-            10
-        );
-        assert_eq!(out[1], 127);
     }
 
     #[tokio::test]
@@ -1359,6 +1317,21 @@ mod tests {
             let err = ws.recv().await.unwrap().unwrap_err();
             assert_eq!(err.kind(), ErrorKind::Protocol);
             assert_eq!(read_n(&mut peer, 4).await, [0x88, 2, 0x03, 0xEA]);
+        }
+    }
+
+    #[tokio::test]
+    async fn reserved_opcodes_and_64_bit_lengths_with_the_top_bit_close_with_1002() {
+        let mut huge = vec![0x82, 0x80 | 127];
+        huge.extend_from_slice(&(1u64 << 63).to_be_bytes());
+        huge.extend_from_slice(&[1, 2, 3, 4]);
+        for frame in [client_frame(0x83, b"a"), client_frame(0x8B, b""), huge] {
+            let (mut ws, mut peer) = pair();
+            peer.write_all(&frame).await.unwrap();
+            let err = ws.recv().await.unwrap().unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Protocol, "{frame:02x?}");
+            assert_eq!(read_n(&mut peer, 4).await, [0x88, 2, 0x03, 0xEA]);
+            assert!(ws.recv().await.is_none());
         }
     }
 
