@@ -14,11 +14,11 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
+use bytestring::ByteString;
 use futures_core::Stream;
 use http::HeaderValue;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
-use tungstenite::protocol::frame::coding::CloseCode as CodecCloseCode;
 
 use super::frame::{self, Head, MAX_SERVER_HEAD, OpCode};
 use crate::io::UpgradedIo;
@@ -110,23 +110,27 @@ impl From<Bytes> for Message {
 /// UTF-8 text backed by [`Bytes`]: cheap to clone (to send one message to many sockets)
 /// and received without a copy.
 #[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Utf8Bytes(tungstenite::Utf8Bytes);
+pub struct Utf8Bytes(
+    // `ByteString` holds `Bytes` known to be UTF-8 and hands out `&str` without checking
+    // again, which takes `unsafe` code; this crate forbids it in its own.
+    ByteString,
+);
 
 impl Utf8Bytes {
     /// Text from a static string, without a copy.
     #[must_use]
     pub const fn from_static(text: &'static str) -> Self {
-        Self(tungstenite::Utf8Bytes::from_static(text))
+        Self(ByteString::from_static(text))
     }
 
     /// The text.
     #[must_use]
     pub fn as_str(&self) -> &str {
-        self.0.as_str()
+        &self.0
     }
 
     pub(crate) fn try_from_bytes(bytes: Bytes) -> Result<Self, Error> {
-        tungstenite::Utf8Bytes::try_from(bytes)
+        ByteString::try_from(bytes)
             .map(Self)
             .map_err(|_| Error::new(ErrorKind::InvalidUtf8, "text is not valid UTF-8"))
     }
@@ -172,7 +176,7 @@ impl From<&str> for Utf8Bytes {
 
 impl From<Utf8Bytes> for Bytes {
     fn from(text: Utf8Bytes) -> Self {
-        text.0.into()
+        text.0.into_bytes()
     }
 }
 
@@ -1090,13 +1094,20 @@ fn parse_close(payload: &Bytes) -> Result<Option<CloseFrame>, Error> {
         )),
         _ => {
             let code = u16::from_be_bytes([payload[0], payload[1]]);
-            if !CodecCloseCode::from(code).is_allowed() {
+            if !close_code_allowed(code) {
                 return Err(Error::new(ErrorKind::Protocol, "invalid close code"));
             }
             let reason = Utf8Bytes::try_from_bytes(payload.slice(2..))?;
             Ok(Some(CloseFrame { code, reason }))
         }
     }
+}
+
+/// RFC 6455 §7.4: the codes a close frame may carry. 1004 is reserved, 1005, 1006 and 1015
+/// must never be sent, the rest of 0-2999 is unassigned (1012 and 1013 have been
+/// registered since, §7.4.2), 3000-4999 are for libraries and applications.
+fn close_code_allowed(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1013 | 3000..=4999)
 }
 
 fn close_payload(frame: Option<CloseFrame>) -> Bytes {
@@ -1208,6 +1219,53 @@ mod tests {
                 .collect();
             assert_eq!(fast, slow);
         }
+    }
+
+    #[test]
+    fn close_codes_allowed_are_those_of_rfc_6455() {
+        let allowed = (0..=u16::MAX).filter(|c| close_code_allowed(*c)).count();
+        assert_eq!(allowed, 4 + 7 + 2000);
+        for code in [1000, 1003, 1007, 1011, 1012, 1013, 3000, 3999, 4000, 4999] {
+            assert!(close_code_allowed(code), "{code}");
+        }
+        for code in [
+            0,
+            999,
+            1004,
+            1005,
+            1006,
+            1014,
+            1015,
+            1016,
+            2999,
+            5000,
+            u16::MAX,
+        ] {
+            assert!(!close_code_allowed(code), "{code}");
+        }
+    }
+
+    #[test]
+    fn utf8_bytes_checks_and_converts_without_copying() {
+        let bytes = Bytes::from_static("h\u{e9}llo".as_bytes());
+        let text = Utf8Bytes::try_from(bytes.clone()).unwrap();
+        assert_eq!(text, "h\u{e9}llo");
+        assert_eq!(text.as_str().as_ptr(), bytes.as_ptr());
+        assert_eq!(Bytes::from(text.clone()).as_ptr(), bytes.as_ptr());
+        assert_eq!(format!("{text:>7}|{text:?}"), "  h\u{e9}llo|\"h\u{e9}llo\"");
+        assert_eq!(
+            Utf8Bytes::try_from(Bytes::from_static(b"\xFF"))
+                .unwrap_err()
+                .kind(),
+            ErrorKind::InvalidUtf8
+        );
+        assert_eq!(
+            Utf8Bytes::from_static("a"),
+            Utf8Bytes::from(String::from("a"))
+        );
+        let (a, b) = (Utf8Bytes::from("a"), Utf8Bytes::from(String::from("b")));
+        assert!(a < b);
+        assert_eq!(Utf8Bytes::default().len(), 0);
     }
 
     #[tokio::test]
