@@ -784,31 +784,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     }));
                 }
             }
-            if matches!(self.state, State::Open) {
-                if let Some(timers) = &mut self.timers {
-                    if let Poll::Ready(timer) = timers.poll(cx) {
-                        match timer {
-                            Timer::Shutdown => {
-                                // RFC 6455 §7.4.1: 1001, the server is going away.
-                                self.pending = Some(Box::new(ControlFrame::new(
-                                    0x8,
-                                    &[&close_code::AWAY.to_be_bytes()[..], SHUTDOWN_REASON]
-                                        .concat(),
-                                )));
-                                self.state = State::CloseSent;
-                            }
-                            Timer::Ping => {
-                                self.pending = Some(Box::new(ControlFrame::new(0x9, b"")))
-                            }
-                            Timer::TimedOut => self.fail(Error::new(
-                                ErrorKind::KeepAliveTimeout,
-                                "no answer to a keep-alive ping",
-                            )),
-                        }
-                        continue;
-                    }
-                }
-            }
             match self.next_frame() {
                 Ok(Some((header, payload))) => match self.on_frame(&header, payload) {
                     Ok(Some(msg)) => return Poll::Ready(Some(Ok(msg))),
@@ -830,7 +805,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             } else {
                 self.poll_read_more(cx)
             };
-            match ready!(read) {
+            // The timers are polled whenever the read is pending, so that their wakers are
+            // set before this returns `Pending`, and after a read that filled its whole
+            // buffer, so that a peer that always has more to send cannot keep them from
+            // firing. Not before each frame handed out: that would be once more per message.
+            let read = match read {
+                Poll::Pending => {
+                    if self.poll_timers(cx) {
+                        continue;
+                    }
+                    return Poll::Pending;
+                }
+                Poll::Ready(Ok((n, full))) => {
+                    if full && self.poll_timers(cx) {
+                        continue;
+                    }
+                    Ok(n)
+                }
+                Poll::Ready(Err(e)) => Err(e),
+            };
+            match read {
                 Ok(0) => {
                     let was_closing = matches!(self.state, State::CloseSent);
                     self.state = State::Closed;
@@ -851,11 +845,43 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         }
     }
 
+    /// Polls the shutdown and keep-alive timers, while the connection is open; returns
+    /// whether one fired (and queued a frame to send, or failed the connection).
+    fn poll_timers(&mut self, cx: &mut Context<'_>) -> bool {
+        if !matches!(self.state, State::Open) {
+            return false;
+        }
+        let Some(timers) = &mut self.timers else {
+            return false;
+        };
+        let Poll::Ready(timer) = timers.poll(cx) else {
+            return false;
+        };
+        match timer {
+            Timer::Shutdown => {
+                // RFC 6455 §7.4.1: 1001, the server is going away.
+                self.pending = Some(Box::new(ControlFrame::new(
+                    0x8,
+                    &[&close_code::AWAY.to_be_bytes()[..], SHUTDOWN_REASON].concat(),
+                )));
+                self.state = State::CloseSent;
+            }
+            Timer::Ping => self.pending = Some(Box::new(ControlFrame::new(0x9, b""))),
+            Timer::TimedOut => self.fail(Error::new(
+                ErrorKind::KeepAliveTimeout,
+                "no answer to a keep-alive ping",
+            )),
+        }
+        true
+    }
+
     /// Reads between frames: into a scratch buffer on the stack, so that an idle
-    /// connection holds no read buffer; only the bytes that arrived are kept.
-    fn poll_read_idle(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+    /// connection holds no read buffer; only the bytes that arrived are kept. Returns how
+    /// many bytes were read, and whether they filled the scratch buffer.
+    fn poll_read_idle(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<(usize, bool)>> {
+        let size = self.config.read_buffer_size;
         let mut scratch = [MaybeUninit::<u8>::uninit(); MAX_SCRATCH];
-        let mut buf = ReadBuf::uninit(&mut scratch[..self.config.read_buffer_size]);
+        let mut buf = ReadBuf::uninit(&mut scratch[..size]);
         ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
         let data = buf.filled();
         // Room for the whole first frame when its header is here, so that the rest of it
@@ -869,11 +895,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         let mut read_buf = BytesMut::with_capacity(capacity);
         read_buf.extend_from_slice(data);
         self.read_buf = read_buf;
-        Poll::Ready(Ok(data.len()))
+        Poll::Ready(Ok((data.len(), data.len() == size)))
     }
 
-    /// Reads the rest of a frame straight into `read_buf`, which has room for it.
-    fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+    /// Reads the rest of a frame straight into `read_buf`, which has room for it. Returns
+    /// how many bytes were read, and whether they filled that room.
+    fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<(usize, bool)>> {
         match &self.header {
             // `next_frame` made room for the whole frame.
             Some(head) => {
@@ -883,13 +910,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             // A header cut short: at most 14 bytes, and likely the next frame behind it.
             None => self.read_buf.reserve(self.config.read_buffer_size),
         }
+        let room = self.read_buf.capacity() - self.read_buf.len();
         let read = self.io.read_buf(&mut self.read_buf);
-        std::pin::pin!(read).poll(cx)
+        let n = ready!(std::pin::pin!(read).poll(cx))?;
+        Poll::Ready(Ok((n, n == room)))
     }
 
     /// Writes the rest of the data frame in flight, if any, then the pending control frame,
     /// if any, and flushes. Frames are never interleaved.
+    #[inline]
     fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        // The usual case, checked here inline: the writing itself needs a large stack frame.
+        if self.out.is_none() && self.pending.is_none() {
+            return Poll::Ready(Ok(()));
+        }
+        self.poll_write_pending(cx)
+    }
+
+    fn poll_write_pending(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         if let Some(out) = &mut self.out {
             ready!(poll_write_out(&mut self.io, cx, out))?;
             self.out = None;
@@ -1546,6 +1584,47 @@ mod tests {
         peer.write_all(&client_frame(0x81, b"small")).await.unwrap();
         assert_eq!(ws.recv().await.unwrap().unwrap(), Message::text("small"));
         assert_eq!(ws.read_buf.capacity(), 0);
+    }
+
+    /// A peer that always has more to send cannot hold off graceful shutdown: the timers
+    /// are checked after every read that fills its buffer.
+    #[tokio::test]
+    async fn shutdown_closes_a_connection_that_never_stops_sending() {
+        let (a, peer) = duplex(1 << 12);
+        let tracker = crate::Tracker::new();
+        let mut ws = WebSocket::from_raw_socket(a, WebSocketConfig::new().read_buffer_size(64))
+            .close_on(tracker.signal());
+        let (mut peer_read, mut peer_write) = tokio::io::split(peer);
+        let flood = tokio::spawn(async move {
+            let frame = client_frame(0x82, b"x");
+            // Bounded; ends early when the socket is gone.
+            for _ in 0..1_000_000 {
+                if peer_write.write_all(&frame).await.is_err() {
+                    break;
+                }
+            }
+        });
+        for _ in 0..10 {
+            assert_eq!(
+                ws.recv().await.unwrap().unwrap(),
+                Message::binary(&b"x"[..])
+            );
+        }
+        tracker.shutdown();
+        let mut after = 0;
+        while !ws.is_closed() {
+            assert_eq!(
+                ws.recv().await.unwrap().unwrap(),
+                Message::binary(&b"x"[..])
+            );
+            after += 1;
+            assert!(after < 20, "still open after {after} messages");
+        }
+        let mut close = vec![0; 2 + 2 + SHUTDOWN_REASON.len()];
+        peer_read.read_exact(&mut close).await.unwrap();
+        assert_eq!(&close[..4], &[0x88, close.len() as u8 - 2, 0x03, 0xE9]);
+        drop(ws);
+        flood.await.unwrap();
     }
 
     #[tokio::test]
