@@ -800,7 +800,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 }
             }
             // Not a whole frame buffered: read more.
-            let read = if self.read_buf.is_empty() {
+            let read = if self.header.is_none() && self.read_buf.is_empty() {
                 self.poll_read_idle(cx)
             } else {
                 self.poll_read_more(cx)
@@ -884,17 +884,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         let mut buf = ReadBuf::uninit(&mut scratch[..size]);
         ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
         let data = buf.filled();
-        // Room for the whole first frame when its header is here, so that the rest of it
-        // is read in place, with no second copy.
+        // The first frame's head is parsed here, once: only what follows it is kept, in a
+        // buffer with room for the whole payload, so that the rest of a big frame is read in
+        // place with no second copy. A head cut short or refused is kept as it is, for
+        // `next_frame` to wait for the rest or to report the error.
+        let mut rest = data;
         let mut capacity = data.len();
         if let Ok(Some(head)) = frame::parse(data) {
-            if head.len <= self.config.max_frame_size as u64 {
-                capacity = capacity.max(usize::from(head.size) + head.len as usize);
+            if self.check_head(&head).is_ok() {
+                rest = &data[usize::from(head.size)..];
+                capacity = rest.len().max(head.len as usize);
+                self.header = Some(head);
             }
         }
-        let mut read_buf = BytesMut::with_capacity(capacity);
-        read_buf.extend_from_slice(data);
-        self.read_buf = read_buf;
+        if capacity > 0 {
+            let mut read_buf = BytesMut::with_capacity(capacity);
+            read_buf.extend_from_slice(rest);
+            self.read_buf = read_buf;
+        }
         Poll::Ready(Ok((data.len(), data.len() == size)))
     }
 
@@ -970,35 +977,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Takes the next whole frame out of `read_buf`, unmasked.
     fn next_frame(&mut self) -> Result<Option<(Head, BytesMut)>, Error> {
-        if self.header.is_none() {
-            if self.read_buf.is_empty() {
-                return Ok(None);
+        let head = match self.header {
+            Some(head) => head,
+            None => {
+                if self.read_buf.is_empty() {
+                    return Ok(None);
+                }
+                let Some(head) = frame::parse(&self.read_buf)
+                    .map_err(|e| Error::new(ErrorKind::Protocol, e.as_str()))?
+                else {
+                    return Ok(None);
+                };
+                self.check_head(&head)?;
+                self.read_buf.advance(usize::from(head.size));
+                self.header = Some(head);
+                head
             }
-            let Some(head) = frame::parse(&self.read_buf)
-                .map_err(|e| Error::new(ErrorKind::Protocol, e.as_str()))?
-            else {
-                return Ok(None);
-            };
-            let len = head.len;
-            let partial_len = self.partial.as_ref().map_or(0, |p| p.data.len());
-            if len > self.config.max_frame_size as u64
-                || len.saturating_add(partial_len as u64) > self.config.max_message_size as u64
-            {
-                return Err(Error::new(
-                    ErrorKind::MessageTooBig,
-                    "message or frame too big",
-                ));
-            }
-            self.read_buf.advance(usize::from(head.size));
-            self.header = Some(head);
-        }
-        let len = self.header.as_ref().map_or(0, |head| head.len as usize);
+        };
+        let len = head.len as usize;
         if self.read_buf.len() < len {
             // Room for the whole frame, so that the rest is read in one go.
             self.read_buf.reserve(len - self.read_buf.len());
             return Ok(None);
         }
-        let header = self.header.take().expect("header checked above");
+        self.header = None;
         if let Some(timers) = &mut self.timers {
             timers.heard();
         }
@@ -1008,32 +1010,50 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         } else {
             self.read_buf.split_to(len)
         };
-        if let Some(mask) = header.mask {
+        if let Some(mask) = head.mask {
             apply_mask(&mut payload, mask);
         }
-        Ok(Some((header, payload)))
+        Ok(Some((head, payload)))
     }
 
-    /// Applies RFC 6455 §5 to one frame; returns a message when one is complete.
-    fn on_frame(&mut self, header: &Head, payload: BytesMut) -> Result<Option<Message>, Error> {
+    /// The RFC 6455 §5 rules that a frame head settles on its own, and the size limits:
+    /// checked before the payload is read.
+    fn check_head(&self, head: &Head) -> Result<(), Error> {
         let protocol = |detail| Err(Error::new(ErrorKind::Protocol, detail));
         // RFC 6455 §5.2: no extension was negotiated, so the RSV bits must be 0.
-        if header.rsv != 0 {
+        if head.rsv != 0 {
             return protocol("reserved bits set without an extension");
         }
         // RFC 6455 §5.1: a server MUST close the connection on an unmasked frame.
-        if header.mask.is_none() {
+        if head.mask.is_none() {
             return protocol("unmasked frame from the client");
         }
-        if header.opcode.is_control() {
+        if head.opcode.is_control() {
             // RFC 6455 §5.5: control frames are not fragmented and carry <= 125 bytes.
-            if !header.fin {
+            if !head.fin {
                 return protocol("fragmented control frame");
             }
-            if payload.len() > MAX_CONTROL_PAYLOAD {
+            if head.len > MAX_CONTROL_PAYLOAD as u64 {
                 return protocol("control frame over 125 bytes");
             }
         }
+        let partial_len = self.partial.as_ref().map_or(0, |p| p.data.len());
+        if head.len > self.config.max_frame_size as u64
+            || head.len.saturating_add(partial_len as u64) > self.config.max_message_size as u64
+        {
+            return Err(Error::new(
+                ErrorKind::MessageTooBig,
+                "message or frame too big",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Applies the rest of RFC 6455 §5 (message sequencing, control frames, UTF-8) to a
+    /// whole frame whose head passed [`check_head`](Self::check_head); returns a message when
+    /// one is complete.
+    fn on_frame(&mut self, header: &Head, payload: BytesMut) -> Result<Option<Message>, Error> {
+        let protocol = |detail| Err(Error::new(ErrorKind::Protocol, detail));
         match header.opcode {
             OpCode::Ping => {
                 if matches!(self.state, State::Open) {
@@ -1557,6 +1577,46 @@ mod tests {
             assert_eq!(read_n(&mut peer, 4).await, [0x88, 2, 0x03, 0xEA]);
             assert!(ws.recv().await.is_none());
         }
+    }
+
+    /// Control frame rules are settled by the head: the payload is never waited for.
+    #[tokio::test]
+    async fn long_or_fragmented_control_frames_close_with_1002_before_the_payload() {
+        let long_ping = client_frame(0x89, &[0; 126]);
+        let fragmented_ping = client_frame(0x09, b"a");
+        for head in [&long_ping[..8], &fragmented_ping[..6]] {
+            let (mut ws, mut peer) = pair();
+            peer.write_all(head).await.unwrap();
+            let err = ws.recv().await.unwrap().unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Protocol);
+            assert_eq!(read_n(&mut peer, 4).await, [0x88, 2, 0x03, 0xEA]);
+        }
+    }
+
+    /// Frames that arrive a byte at a time, heads included, come out whole and in order.
+    #[tokio::test]
+    async fn frames_arriving_a_byte_at_a_time_are_put_together() {
+        let (mut ws, mut peer) = pair();
+        let big = vec![3u8; 300];
+        let mut bytes = client_frame(0x82, &big);
+        bytes.extend_from_slice(&client_frame(0x89, b""));
+        bytes.extend_from_slice(&client_frame(0x81, b"tail"));
+        let writer = tokio::spawn(async move {
+            for b in bytes {
+                peer.write_all(&[b]).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+            peer
+        });
+        assert_eq!(ws.recv().await.unwrap().unwrap(), Message::binary(big));
+        assert_eq!(
+            ws.recv().await.unwrap().unwrap(),
+            Message::Ping(Bytes::new())
+        );
+        assert_eq!(ws.recv().await.unwrap().unwrap(), Message::text("tail"));
+        let mut peer = writer.await.unwrap();
+        // The pong for the ping went out.
+        assert_eq!(read_n(&mut peer, 2).await, [0x8A, 0]);
     }
 
     #[tokio::test]
