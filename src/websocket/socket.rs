@@ -806,9 +806,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 self.poll_read_more(cx)
             };
             // The timers are polled whenever the read is pending, so that their wakers are
-            // set before this returns `Pending`, and after a read that filled its whole
-            // buffer, so that a peer that always has more to send cannot keep them from
-            // firing. Not before each frame handed out: that would be once more per message.
+            // set before this returns `Pending`, and after a read for the next frame head
+            // that filled its whole buffer, so that a peer that always has more to send
+            // cannot keep them from firing (a payload is bounded by `max_frame_size`). Not
+            // before each frame handed out: that would be twice more per message.
             let read = match read {
                 Poll::Pending => {
                     if self.poll_timers(cx) {
@@ -906,21 +907,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     /// Reads the rest of a frame straight into `read_buf`, which has room for it. Returns
-    /// how many bytes were read, and whether they filled that room.
+    /// how many bytes were read, and whether they filled the room made for a cut head and
+    /// what follows it (filling the room made for a payload only completes that frame).
     fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<(usize, bool)>> {
-        match &self.header {
+        let head_cut = match &self.header {
             // `next_frame` made room for the whole frame.
             Some(head) => {
                 let want = (head.len as usize).saturating_sub(self.read_buf.len());
                 self.read_buf.reserve(want);
+                false
             }
             // A header cut short: at most 14 bytes, and likely the next frame behind it.
-            None => self.read_buf.reserve(self.config.read_buffer_size),
-        }
+            None => {
+                self.read_buf.reserve(self.config.read_buffer_size);
+                true
+            }
+        };
         let room = self.read_buf.capacity() - self.read_buf.len();
         let read = self.io.read_buf(&mut self.read_buf);
         let n = ready!(std::pin::pin!(read).poll(cx))?;
-        Poll::Ready(Ok((n, n == room)))
+        Poll::Ready(Ok((n, head_cut && n == room)))
     }
 
     /// Writes the rest of the data frame in flight, if any, then the pending control frame,
