@@ -192,7 +192,7 @@
 //! [`UpgradeLayer`]: crate::UpgradeLayer
 //! [`UpgradeRequest`]: crate::UpgradeRequest
 
-mod frame;
+pub(crate) mod frame;
 mod handler;
 mod handshake;
 mod origin;
