@@ -808,8 +808,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             // The timers are polled whenever the read is pending, so that their wakers are
             // set before this returns `Pending`, and after a read for the next frame head
             // that filled its whole buffer, so that a peer that always has more to send
-            // cannot keep them from firing (a payload is bounded by `max_frame_size`). Not
-            // before each frame handed out: that would be twice more per message.
+            // cannot keep them from firing (a payload is bounded by `max_frame_size`). Not on
+            // every turn of this loop, which made three polls of them per message.
             let read = match read {
                 Poll::Pending => {
                     if self.poll_timers(cx) {
