@@ -69,8 +69,8 @@
 //!
 //! # Feature flags
 //!
-//! - `websocket` (default): the [`websocket`] handler. Pulls in tungstenite's frame codec
-//!   (without its default features), `sha1` and `base64`.
+//! - `websocket` (default): the [`websocket`] handler. Pulls in `bytestring` (the storage
+//!   of [`Utf8Bytes`](websocket::Utf8Bytes)), `sha1` and `base64`.
 //! - `h2c` (default): the [`h2c`] handler. Pulls in `base64`.
 //! - `axum` (default): `IntoResponse` for the WebSocket rejections, and axum's request
 //!   body type on h2c streams. Pulls in `axum-core`.

@@ -1,27 +1,26 @@
 //! [`WebSocket`]: a server-side WebSocket connection after the handshake, with
 //! [`Message`]s in and out.
 //!
-//! Frames are parsed and formatted by tungstenite's frame codec
-//! ([`FrameHeader`](tungstenite::protocol::frame::FrameHeader)); this file keeps the buffers,
-//! the IO and the message rules of RFC 6455 §5 (fragmentation, control frames, UTF-8, the
-//! closing handshake). See the module docs for why.
+//! Frame heads are parsed and formatted by [`frame`](super::frame); this file keeps the
+//! buffers, the IO and the message rules of RFC 6455 §5 (fragmentation, control frames,
+//! UTF-8, the closing handshake). See the module docs for why.
 
 use std::fmt;
 use std::future::{Future, poll_fn};
-use std::io::{self, Cursor, IoSlice};
+use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
+use bytestring::ByteString;
 use futures_core::Stream;
 use http::HeaderValue;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
-use tungstenite::protocol::frame::FrameHeader;
-use tungstenite::protocol::frame::coding::{CloseCode as CodecCloseCode, Control, Data, OpCode};
 
+use super::frame::{self, Head, MAX_SERVER_HEAD, OpCode};
 use crate::io::UpgradedIo;
 use crate::signal::Watch;
 use crate::tracker::ShutdownSignal;
@@ -32,6 +31,14 @@ const MAX_SCRATCH: usize = 16 * 1024;
 const SHUTDOWN_REASON: &[u8] = b"server shutting down";
 /// RFC 6455 §5.5: control frames carry at most 125 bytes.
 const MAX_CONTROL_PAYLOAD: usize = 125;
+/// Frames up to this size, head included, are copied into one stack buffer and written
+/// with one `poll_write` (a `send`), rather than as a vectored write of head and payload.
+///
+/// Measured on Linux over loopback (CPU time of the sending thread, best of 9 runs of
+/// 100 000 frames): `send` of the copied frame costs about 300 ns less than `writev` of
+/// its two parts from 20 B to 2 KiB, 130 ns less at 4 KiB, the same at 6-8 KiB, and more
+/// from 12 KiB on, where copying costs more than the kernel's vectored path saves.
+const COPY_WRITE_MAX: usize = 4096;
 
 // ===== Message =====
 
@@ -112,23 +119,27 @@ impl From<Bytes> for Message {
 /// UTF-8 text backed by [`Bytes`]: cheap to clone (to send one message to many sockets)
 /// and received without a copy.
 #[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Utf8Bytes(tungstenite::Utf8Bytes);
+pub struct Utf8Bytes(
+    // `ByteString` holds `Bytes` known to be UTF-8 and hands out `&str` without checking
+    // again, which takes `unsafe` code; this crate forbids it in its own.
+    ByteString,
+);
 
 impl Utf8Bytes {
     /// Text from a static string, without a copy.
     #[must_use]
     pub const fn from_static(text: &'static str) -> Self {
-        Self(tungstenite::Utf8Bytes::from_static(text))
+        Self(ByteString::from_static(text))
     }
 
     /// The text.
     #[must_use]
     pub fn as_str(&self) -> &str {
-        self.0.as_str()
+        &self.0
     }
 
     pub(crate) fn try_from_bytes(bytes: Bytes) -> Result<Self, Error> {
-        tungstenite::Utf8Bytes::try_from(bytes)
+        ByteString::try_from(bytes)
             .map(Self)
             .map_err(|_| Error::new(ErrorKind::InvalidUtf8, "text is not valid UTF-8"))
     }
@@ -174,7 +185,7 @@ impl From<&str> for Utf8Bytes {
 
 impl From<Utf8Bytes> for Bytes {
     fn from(text: Utf8Bytes) -> Self {
-        text.0.into()
+        text.0.into_bytes()
     }
 }
 
@@ -457,8 +468,8 @@ pub struct WebSocket<S = UpgradedIo> {
     io: S,
     /// Received bytes not yet handed out. Unallocated (capacity 0) whenever it is empty.
     read_buf: BytesMut,
-    /// The header of the frame whose payload is being read, and that payload's length.
-    header: Option<(FrameHeader, usize)>,
+    /// The head of the frame whose payload is being read.
+    header: Option<Head>,
     /// A fragmented message being assembled. Boxed, like `pending`, to keep the idle
     /// struct small: both are rare.
     partial: Option<Box<Partial>>,
@@ -700,21 +711,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             ));
         }
         let (opcode, payload) = match msg {
-            Message::Text(text) => (OpCode::Data(Data::Text), Bytes::from(text)),
-            Message::Binary(data) => (OpCode::Data(Data::Binary), data),
-            Message::Ping(data) => (OpCode::Control(Control::Ping), data),
-            Message::Pong(data) => (OpCode::Control(Control::Pong), data),
-            Message::Close(frame) => (OpCode::Control(Control::Close), close_payload(frame)),
+            Message::Text(text) => (OpCode::Text, Bytes::from(text)),
+            Message::Binary(data) => (OpCode::Binary, data),
+            Message::Ping(data) => (OpCode::Ping, data),
+            Message::Pong(data) => (OpCode::Pong, data),
+            Message::Close(frame) => (OpCode::Close, close_payload(frame)),
         };
-        let is_close = opcode == OpCode::Control(Control::Close);
-        if matches!(opcode, OpCode::Control(_)) && payload.len() > MAX_CONTROL_PAYLOAD {
+        let is_close = opcode == OpCode::Close;
+        if opcode.is_control() && payload.len() > MAX_CONTROL_PAYLOAD {
             return Err(Error::new(
                 ErrorKind::InvalidMessage,
                 "control frame payload over 125 bytes",
             ));
         }
-        let mut head = [0u8; 10];
-        let head_len = encode_header(&mut head, opcode, payload.len());
+        let mut head = [0u8; MAX_SERVER_HEAD];
+        let head_len = frame::format(&mut head, opcode, payload.len());
         if is_close {
             // Even if the write fails, nothing else may be sent.
             self.state = State::CloseSent;
@@ -774,31 +785,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     }));
                 }
             }
-            if matches!(self.state, State::Open) {
-                if let Some(timers) = &mut self.timers {
-                    if let Poll::Ready(timer) = timers.poll(cx) {
-                        match timer {
-                            Timer::Shutdown => {
-                                // RFC 6455 §7.4.1: 1001, the server is going away.
-                                self.pending = Some(Box::new(ControlFrame::new(
-                                    0x8,
-                                    &[&close_code::AWAY.to_be_bytes()[..], SHUTDOWN_REASON]
-                                        .concat(),
-                                )));
-                                self.state = State::CloseSent;
-                            }
-                            Timer::Ping => {
-                                self.pending = Some(Box::new(ControlFrame::new(0x9, b"")))
-                            }
-                            Timer::TimedOut => self.fail(Error::new(
-                                ErrorKind::KeepAliveTimeout,
-                                "no answer to a keep-alive ping",
-                            )),
-                        }
-                        continue;
-                    }
-                }
-            }
             match self.next_frame() {
                 Ok(Some((header, payload))) => match self.on_frame(&header, payload) {
                     Ok(Some(msg)) => return Poll::Ready(Some(Ok(msg))),
@@ -815,12 +801,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 }
             }
             // Not a whole frame buffered: read more.
-            let read = if self.read_buf.is_empty() {
+            let read = if self.header.is_none() && self.read_buf.is_empty() {
                 self.poll_read_idle(cx)
             } else {
                 self.poll_read_more(cx)
             };
-            match ready!(read) {
+            // The timers are polled whenever the read is pending, so that their wakers are
+            // set before this returns `Pending`, and after a read for the next frame head
+            // that filled its whole buffer, so that a peer that always has more to send
+            // cannot keep them from firing (a payload is bounded by `max_frame_size`). Not on
+            // every turn of this loop, which made three polls of them per message.
+            let read = match read {
+                Poll::Pending => {
+                    if self.poll_timers(cx) {
+                        continue;
+                    }
+                    return Poll::Pending;
+                }
+                Poll::Ready(Ok((n, full))) => {
+                    if full && self.poll_timers(cx) {
+                        continue;
+                    }
+                    Ok(n)
+                }
+                Poll::Ready(Err(e)) => Err(e),
+            };
+            match read {
                 Ok(0) => {
                     let was_closing = matches!(self.state, State::CloseSent);
                     self.state = State::Closed;
@@ -841,46 +847,101 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         }
     }
 
-    /// Reads between frames: into a scratch buffer on the stack, so that an idle
-    /// connection holds no read buffer; only the bytes that arrived are kept.
-    fn poll_read_idle(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        let mut scratch = [MaybeUninit::<u8>::uninit(); MAX_SCRATCH];
-        let mut buf = ReadBuf::uninit(&mut scratch[..self.config.read_buffer_size]);
-        ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
-        let data = buf.filled();
-        // Room for the whole first frame when its header is here, so that the rest of it
-        // is read in place, with no second copy.
-        let mut capacity = data.len();
-        let mut cursor = Cursor::new(data);
-        if let Ok(Some((_, len))) = FrameHeader::parse(&mut cursor) {
-            if len <= self.config.max_frame_size as u64 {
-                capacity = capacity.max(cursor.position() as usize + len as usize);
-            }
+    /// Polls the shutdown and keep-alive timers, while the connection is open; returns
+    /// whether one fired (and queued a frame to send, or failed the connection).
+    fn poll_timers(&mut self, cx: &mut Context<'_>) -> bool {
+        if !matches!(self.state, State::Open) {
+            return false;
         }
-        let mut read_buf = BytesMut::with_capacity(capacity);
-        read_buf.extend_from_slice(data);
-        self.read_buf = read_buf;
-        Poll::Ready(Ok(data.len()))
+        let Some(timers) = &mut self.timers else {
+            return false;
+        };
+        let Poll::Ready(timer) = timers.poll(cx) else {
+            return false;
+        };
+        match timer {
+            Timer::Shutdown => {
+                // RFC 6455 §7.4.1: 1001, the server is going away.
+                self.pending = Some(Box::new(ControlFrame::new(
+                    0x8,
+                    &[&close_code::AWAY.to_be_bytes()[..], SHUTDOWN_REASON].concat(),
+                )));
+                self.state = State::CloseSent;
+            }
+            Timer::Ping => self.pending = Some(Box::new(ControlFrame::new(0x9, b""))),
+            Timer::TimedOut => self.fail(Error::new(
+                ErrorKind::KeepAliveTimeout,
+                "no answer to a keep-alive ping",
+            )),
+        }
+        true
     }
 
-    /// Reads the rest of a frame straight into `read_buf`, which has room for it.
-    fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        match &self.header {
+    /// Reads between frames: into a scratch buffer on the stack, so that an idle
+    /// connection holds no read buffer; only the bytes that arrived are kept. Returns how
+    /// many bytes were read, and whether they filled the scratch buffer.
+    fn poll_read_idle(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<(usize, bool)>> {
+        let size = self.config.read_buffer_size;
+        let mut scratch = [MaybeUninit::<u8>::uninit(); MAX_SCRATCH];
+        let mut buf = ReadBuf::uninit(&mut scratch[..size]);
+        ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
+        let data = buf.filled();
+        // The first frame's head is parsed here, once: only what follows it is kept, in a
+        // buffer with room for the whole payload, so that the rest of a big frame is read in
+        // place with no second copy. A head cut short or refused is kept as it is, for
+        // `next_frame` to wait for the rest or to report the error.
+        let mut rest = data;
+        let mut capacity = data.len();
+        if let Ok(Some(head)) = frame::parse(data) {
+            if self.check_head(&head).is_ok() {
+                rest = &data[usize::from(head.size)..];
+                capacity = rest.len().max(head.len as usize);
+                self.header = Some(head);
+            }
+        }
+        if capacity > 0 {
+            let mut read_buf = BytesMut::with_capacity(capacity);
+            read_buf.extend_from_slice(rest);
+            self.read_buf = read_buf;
+        }
+        Poll::Ready(Ok((data.len(), data.len() == size)))
+    }
+
+    /// Reads the rest of a frame straight into `read_buf`, which has room for it. Returns
+    /// how many bytes were read, and whether they filled the room made for a cut head and
+    /// what follows it (filling the room made for a payload only completes that frame).
+    fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<(usize, bool)>> {
+        let head_cut = match &self.header {
             // `next_frame` made room for the whole frame.
-            Some((_, len)) => {
-                let want = len.saturating_sub(self.read_buf.len());
+            Some(head) => {
+                let want = (head.len as usize).saturating_sub(self.read_buf.len());
                 self.read_buf.reserve(want);
+                false
             }
             // A header cut short: at most 14 bytes, and likely the next frame behind it.
-            None => self.read_buf.reserve(self.config.read_buffer_size),
-        }
+            None => {
+                self.read_buf.reserve(self.config.read_buffer_size);
+                true
+            }
+        };
+        let room = self.read_buf.capacity() - self.read_buf.len();
         let read = self.io.read_buf(&mut self.read_buf);
-        std::pin::pin!(read).poll(cx)
+        let n = ready!(std::pin::pin!(read).poll(cx))?;
+        Poll::Ready(Ok((n, head_cut && n == room)))
     }
 
     /// Writes the rest of the data frame in flight, if any, then the pending control frame,
     /// if any, and flushes. Frames are never interleaved.
+    #[inline]
     fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        // The usual case, checked here inline: the writing itself needs a large stack frame.
+        if self.out.is_none() && self.pending.is_none() {
+            return Poll::Ready(Ok(()));
+        }
+        self.poll_write_pending(cx)
+    }
+
+    fn poll_write_pending(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         if let Some(out) = &mut self.out {
             ready!(poll_write_out(&mut self.io, cx, out))?;
             self.out = None;
@@ -922,37 +983,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Takes the next whole frame out of `read_buf`, unmasked.
-    fn next_frame(&mut self) -> Result<Option<(FrameHeader, BytesMut)>, Error> {
-        if self.header.is_none() {
-            if self.read_buf.is_empty() {
-                return Ok(None);
+    fn next_frame(&mut self) -> Result<Option<(Head, BytesMut)>, Error> {
+        let head = match self.header {
+            Some(head) => head,
+            None => {
+                if self.read_buf.is_empty() {
+                    return Ok(None);
+                }
+                let Some(head) = frame::parse(&self.read_buf)
+                    .map_err(|e| Error::new(ErrorKind::Protocol, e.as_str()))?
+                else {
+                    return Ok(None);
+                };
+                self.check_head(&head)?;
+                self.read_buf.advance(usize::from(head.size));
+                self.header = Some(head);
+                head
             }
-            let mut cursor = Cursor::new(&self.read_buf[..]);
-            let Some((header, len)) = FrameHeader::parse(&mut cursor)
-                .map_err(|_| Error::new(ErrorKind::Protocol, "invalid frame opcode"))?
-            else {
-                return Ok(None);
-            };
-            let consumed = cursor.position() as usize;
-            let partial_len = self.partial.as_ref().map_or(0, |p| p.data.len());
-            if len > self.config.max_frame_size as u64
-                || len.saturating_add(partial_len as u64) > self.config.max_message_size as u64
-            {
-                return Err(Error::new(
-                    ErrorKind::MessageTooBig,
-                    "message or frame too big",
-                ));
-            }
-            self.read_buf.advance(consumed);
-            self.header = Some((header, len as usize));
-        }
-        let len = self.header.as_ref().map_or(0, |(_, len)| *len);
+        };
+        let len = head.len as usize;
         if self.read_buf.len() < len {
             // Room for the whole frame, so that the rest is read in one go.
             self.read_buf.reserve(len - self.read_buf.len());
             return Ok(None);
         }
-        let (header, _) = self.header.take().expect("header checked above");
+        self.header = None;
         if let Some(timers) = &mut self.timers {
             timers.heard();
         }
@@ -962,59 +1017,70 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         } else {
             self.read_buf.split_to(len)
         };
-        if let Some(mask) = header.mask {
+        if let Some(mask) = head.mask {
             apply_mask(&mut payload, mask);
         }
-        Ok(Some((header, payload)))
+        Ok(Some((head, payload)))
     }
 
-    /// Applies RFC 6455 §5 to one frame; returns a message when one is complete.
-    fn on_frame(
-        &mut self,
-        header: &FrameHeader,
-        payload: BytesMut,
-    ) -> Result<Option<Message>, Error> {
+    /// The RFC 6455 §5 rules that a frame head settles on its own, and the size limits:
+    /// checked before the payload is read.
+    fn check_head(&self, head: &Head) -> Result<(), Error> {
         let protocol = |detail| Err(Error::new(ErrorKind::Protocol, detail));
         // RFC 6455 §5.2: no extension was negotiated, so the RSV bits must be 0.
-        if header.rsv1 || header.rsv2 || header.rsv3 {
+        if head.rsv != 0 {
             return protocol("reserved bits set without an extension");
         }
         // RFC 6455 §5.1: a server MUST close the connection on an unmasked frame.
-        if header.mask.is_none() {
+        if head.mask.is_none() {
             return protocol("unmasked frame from the client");
         }
-        match header.opcode {
-            OpCode::Control(control) => {
-                // RFC 6455 §5.5: control frames are not fragmented and carry <= 125 bytes.
-                if !header.is_final {
-                    return protocol("fragmented control frame");
-                }
-                if payload.len() > MAX_CONTROL_PAYLOAD {
-                    return protocol("control frame over 125 bytes");
-                }
-                match control {
-                    Control::Ping => {
-                        if matches!(self.state, State::Open) {
-                            self.pending = Some(Box::new(ControlFrame::new(0xA, &payload)));
-                        }
-                        Ok(Some(Message::Ping(payload.freeze())))
-                    }
-                    Control::Pong => Ok(Some(Message::Pong(payload.freeze()))),
-                    Control::Close => {
-                        let frame = parse_close(&payload.freeze())?;
-                        if matches!(self.state, State::Open) {
-                            // RFC 6455 §5.5.1: reply with a close frame, echoing the code.
-                            self.pending = Some(Box::new(ControlFrame::close(
-                                frame.as_ref().map(|f| f.code),
-                            )));
-                        }
-                        self.state = State::Finishing(Finish::Close(frame));
-                        Ok(None)
-                    }
-                    Control::Reserved(_) => protocol("reserved control opcode"),
-                }
+        if head.opcode.is_control() {
+            // RFC 6455 §5.5: control frames are not fragmented and carry <= 125 bytes.
+            if !head.fin {
+                return protocol("fragmented control frame");
             }
-            OpCode::Data(Data::Continue) => {
+            if head.len > MAX_CONTROL_PAYLOAD as u64 {
+                return protocol("control frame over 125 bytes");
+            }
+        }
+        let partial_len = self.partial.as_ref().map_or(0, |p| p.data.len());
+        if head.len > self.config.max_frame_size as u64
+            || head.len.saturating_add(partial_len as u64) > self.config.max_message_size as u64
+        {
+            return Err(Error::new(
+                ErrorKind::MessageTooBig,
+                "message or frame too big",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Applies the rest of RFC 6455 §5 (message sequencing, control frames, UTF-8) to a
+    /// whole frame whose head passed [`check_head`](Self::check_head); returns a message when
+    /// one is complete.
+    fn on_frame(&mut self, header: &Head, payload: BytesMut) -> Result<Option<Message>, Error> {
+        let protocol = |detail| Err(Error::new(ErrorKind::Protocol, detail));
+        match header.opcode {
+            OpCode::Ping => {
+                if matches!(self.state, State::Open) {
+                    self.pending = Some(Box::new(ControlFrame::new(0xA, &payload)));
+                }
+                Ok(Some(Message::Ping(payload.freeze())))
+            }
+            OpCode::Pong => Ok(Some(Message::Pong(payload.freeze()))),
+            OpCode::Close => {
+                let frame = parse_close(&payload.freeze())?;
+                if matches!(self.state, State::Open) {
+                    // RFC 6455 §5.5.1: reply with a close frame, echoing the code.
+                    self.pending = Some(Box::new(ControlFrame::close(
+                        frame.as_ref().map(|f| f.code),
+                    )));
+                }
+                self.state = State::Finishing(Finish::Close(frame));
+                Ok(None)
+            }
+            OpCode::Continuation => {
                 let Some(partial) = &mut self.partial else {
                     return protocol("continuation frame without a message to continue");
                 };
@@ -1022,18 +1088,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 if partial.text {
                     partial.utf8_valid = check_utf8(&partial.data, partial.utf8_valid)?;
                 }
-                if !header.is_final {
+                if !header.fin {
                     return Ok(None);
                 }
                 let partial = self.partial.take().expect("checked above");
                 finish_message(partial.text, partial.data).map(Some)
             }
-            OpCode::Data(data @ (Data::Text | Data::Binary)) => {
+            OpCode::Text | OpCode::Binary => {
                 if self.partial.is_some() {
                     return protocol("new message before the fragmented one ended");
                 }
-                let text = data == Data::Text;
-                if header.is_final {
+                let text = header.opcode == OpCode::Text;
+                if header.fin {
                     return finish_message(text, payload).map(Some);
                 }
                 let utf8_valid = if text { check_utf8(&payload, 0)? } else { 0 };
@@ -1044,7 +1110,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 }));
                 Ok(None)
             }
-            OpCode::Data(Data::Reserved(_)) => protocol("reserved data opcode"),
         }
     }
 }
@@ -1102,13 +1167,20 @@ fn parse_close(payload: &Bytes) -> Result<Option<CloseFrame>, Error> {
         )),
         _ => {
             let code = u16::from_be_bytes([payload[0], payload[1]]);
-            if !CodecCloseCode::from(code).is_allowed() {
+            if !close_code_allowed(code) {
                 return Err(Error::new(ErrorKind::Protocol, "invalid close code"));
             }
             let reason = Utf8Bytes::try_from_bytes(payload.slice(2..))?;
             Ok(Some(CloseFrame { code, reason }))
         }
     }
+}
+
+/// RFC 6455 §7.4: the codes a close frame may carry. 1004 is reserved, 1005, 1006 and 1015
+/// must never be sent, the rest of 0-2999 is unassigned (1012 and 1013 have been
+/// registered since, §7.4.2), 3000-4999 are for libraries and applications.
+fn close_code_allowed(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1013 | 3000..=4999)
 }
 
 fn close_payload(frame: Option<CloseFrame>) -> Bytes {
@@ -1124,26 +1196,11 @@ fn close_payload(frame: Option<CloseFrame>) -> Bytes {
     }
 }
 
-/// Formats a server (unmasked) frame header; returns its length.
-fn encode_header(out: &mut [u8; 10], opcode: OpCode, len: usize) -> usize {
-    let header = FrameHeader {
-        is_final: true,
-        rsv1: false,
-        rsv2: false,
-        rsv3: false,
-        opcode,
-        mask: None,
-    };
-    let mut cursor = Cursor::new(&mut out[..]);
-    header
-        .format(len as u64, &mut cursor)
-        .expect("a server frame header fits in 10 bytes");
-    cursor.position() as usize
-}
-
-/// Writes the rest of a frame: header and payload together with vectored writes when the
-/// transport supports them (one system call for a whole small frame), else one after the
-/// other.
+/// Writes the rest of a frame. While its head is not fully written, a frame of at most
+/// [`COPY_WRITE_MAX`] bytes is copied, head and payload, into one stack buffer and written
+/// with one `poll_write`; a bigger one goes out as a vectored write of head and payload when
+/// the transport supports it, else head first. The rest of a payload is written from where
+/// it is.
 fn poll_write_out<S: AsyncWrite + Unpin>(
     io: &mut S,
     cx: &mut Context<'_>,
@@ -1152,16 +1209,24 @@ fn poll_write_out<S: AsyncWrite + Unpin>(
     let head_len = usize::from(out.head_len);
     let total = head_len + out.payload.len();
     while out.written < total {
-        let (first, second) = if out.written < head_len {
-            (&out.head[out.written..head_len], &out.payload[..])
-        } else {
-            (&out.payload[out.written - head_len..], &[][..])
-        };
-        let n = if io.is_write_vectored() {
-            let bufs = [IoSlice::new(first), IoSlice::new(second)];
+        let n = if out.written >= head_len {
+            ready!(Pin::new(&mut *io).poll_write(cx, &out.payload[out.written - head_len..]))?
+        } else if total <= COPY_WRITE_MAX {
+            let mut scratch = [MaybeUninit::<u8>::uninit(); COPY_WRITE_MAX];
+            // `ReadBuf` tracks what is written into uninitialized memory, so the scratch
+            // buffer is never zeroed.
+            let mut buf = ReadBuf::uninit(&mut scratch);
+            buf.put_slice(&out.head[out.written..head_len]);
+            buf.put_slice(&out.payload);
+            ready!(Pin::new(&mut *io).poll_write(cx, buf.filled()))?
+        } else if io.is_write_vectored() {
+            let bufs = [
+                IoSlice::new(&out.head[out.written..head_len]),
+                IoSlice::new(&out.payload),
+            ];
             ready!(Pin::new(&mut *io).poll_write_vectored(cx, &bufs))?
         } else {
-            ready!(Pin::new(&mut *io).poll_write(cx, first))?
+            ready!(Pin::new(&mut *io).poll_write(cx, &out.head[out.written..head_len]))?
         };
         if n == 0 {
             return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
@@ -1171,19 +1236,50 @@ fn poll_write_out<S: AsyncWrite + Unpin>(
     Poll::Ready(Ok(()))
 }
 
-/// RFC 6455 §5.3: XOR with the 4-byte mask, 8 bytes at a time.
+/// RFC 6455 §5.3: XOR with the 4-byte mask.
+///
+/// 32 bytes a turn as two 128-bit words (which the compiler turns into SIMD where the target
+/// has it), then at most one word each of 16, 8 and 4 bytes, then at most 3 bytes. Every
+/// step starts at a multiple of 4 bytes, so the mask always lines up with it. Counted with
+/// callgrind, this takes 34 instructions for 20 bytes and 2 850 for 16 KiB, where a loop of
+/// 64-bit words and single bytes took 83 and 4 680.
 fn apply_mask(buf: &mut [u8], mask: [u8; 4]) {
-    let wide = u64::from_ne_bytes([
-        mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3],
-    ]);
-    let mut chunks = buf.chunks_exact_mut(8);
+    let m32 = u32::from_ne_bytes(mask);
+    let m64 = u64::from(m32) << 32 | u64::from(m32);
+    let m128 = u128::from(m64) << 64 | u128::from(m64);
+    let mut chunks = buf.chunks_exact_mut(32);
     for chunk in &mut chunks {
-        let word = u64::from_ne_bytes(chunk.try_into().expect("8-byte chunk")) ^ wide;
-        chunk.copy_from_slice(&word.to_ne_bytes());
+        let (a, b) = chunk.split_at_mut(16);
+        xor_u128(a, m128);
+        xor_u128(b, m128);
     }
-    for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
-        *b ^= mask[i & 3];
+    let mut rest = chunks.into_remainder();
+    if rest.len() >= 16 {
+        let (word, tail) = rest.split_at_mut(16);
+        xor_u128(word, m128);
+        rest = tail;
     }
+    if rest.len() >= 8 {
+        let (word, tail) = rest.split_at_mut(8);
+        let x = u64::from_ne_bytes((&*word).try_into().expect("8 bytes")) ^ m64;
+        word.copy_from_slice(&x.to_ne_bytes());
+        rest = tail;
+    }
+    if rest.len() >= 4 {
+        let (word, tail) = rest.split_at_mut(4);
+        let x = u32::from_ne_bytes((&*word).try_into().expect("4 bytes")) ^ m32;
+        word.copy_from_slice(&x.to_ne_bytes());
+        rest = tail;
+    }
+    for (b, m) in rest.iter_mut().zip(mask) {
+        *b ^= m;
+    }
+}
+
+#[inline]
+fn xor_u128(word: &mut [u8], mask: u128) {
+    let x = u128::from_ne_bytes((&*word).try_into().expect("16 bytes")) ^ mask;
+    word.copy_from_slice(&x.to_ne_bytes());
 }
 
 #[cfg(test)]
@@ -1226,8 +1322,8 @@ mod tests {
     #[test]
     fn mask_matches_bytewise_xor() {
         let mask = [0xA1, 0xB2, 0xC3, 0xD4];
-        for len in 0..40 {
-            let data: Vec<u8> = (0..len as u8).collect();
+        for len in (0..200).chain([1000, 4096, 16_387]) {
+            let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
             let mut fast = data.clone();
             apply_mask(&mut fast, mask);
             let slow: Vec<u8> = data
@@ -1240,17 +1336,50 @@ mod tests {
     }
 
     #[test]
-    fn header_encoding_uses_the_shortest_length() {
-        let mut out = [0; 10];
-        assert_eq!(encode_header(&mut out, OpCode::Data(Data::Text), 5), 2);
-        assert_eq!(&out[..2], &[0x81, 5]);
-        assert_eq!(encode_header(&mut out, OpCode::Data(Data::Binary), 126), 4);
-        assert_eq!(&out[..4], &[0x82, 126, 0, 126]);
+    fn close_codes_allowed_are_those_of_rfc_6455() {
+        let allowed = (0..=u16::MAX).filter(|c| close_code_allowed(*c)).count();
+        assert_eq!(allowed, 4 + 7 + 2000);
+        for code in [1000, 1003, 1007, 1011, 1012, 1013, 3000, 3999, 4000, 4999] {
+            assert!(close_code_allowed(code), "{code}");
+        }
+        for code in [
+            0,
+            999,
+            1004,
+            1005,
+            1006,
+            1014,
+            1015,
+            1016,
+            2999,
+            5000,
+            u16::MAX,
+        ] {
+            assert!(!close_code_allowed(code), "{code}");
+        }
+    }
+
+    #[test]
+    fn utf8_bytes_checks_and_converts_without_copying() {
+        let bytes = Bytes::from_static("h\u{e9}llo".as_bytes());
+        let text = Utf8Bytes::try_from(bytes.clone()).unwrap();
+        assert_eq!(text, "h\u{e9}llo");
+        assert_eq!(text.as_str().as_ptr(), bytes.as_ptr());
+        assert_eq!(Bytes::from(text.clone()).as_ptr(), bytes.as_ptr());
+        assert_eq!(format!("{text:>7}|{text:?}"), "  h\u{e9}llo|\"h\u{e9}llo\"");
         assert_eq!(
-            encode_header(&mut out, OpCode::Data(Data::Binary), 70_000),
-            10
+            Utf8Bytes::try_from(Bytes::from_static(b"\xFF"))
+                .unwrap_err()
+                .kind(),
+            ErrorKind::InvalidUtf8
         );
-        assert_eq!(out[1], 127);
+        assert_eq!(
+            Utf8Bytes::from_static("a"),
+            Utf8Bytes::from(String::from("a"))
+        );
+        let (a, b) = (Utf8Bytes::from("a"), Utf8Bytes::from(String::from("b")));
+        assert!(a < b);
+        assert_eq!(Utf8Bytes::default().len(), 0);
     }
 
     #[tokio::test]
@@ -1299,6 +1428,116 @@ mod tests {
         assert_eq!(&got[4..1004], &big[..]);
         assert_eq!(&got[1004..1006], &[0x8A, 0]);
         assert_eq!(&got[1006..], &[0x81, 3, b'e', b'n', b'd']);
+    }
+
+    /// A transport that takes at most `step` bytes per write, is pending on every other
+    /// call, and never has anything to read.
+    struct Trickle {
+        written: Vec<u8>,
+        step: usize,
+        vectored: bool,
+        pending: bool,
+    }
+
+    impl AsyncRead for Trickle {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Poll::Pending
+        }
+    }
+
+    impl Trickle {
+        fn take(&mut self, cx: &mut Context<'_>, bufs: &[&[u8]]) -> Poll<io::Result<usize>> {
+            self.pending = !self.pending;
+            if self.pending {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            let mut n = 0;
+            for buf in bufs {
+                let take = buf.len().min(self.step - n);
+                self.written.extend_from_slice(&buf[..take]);
+                n += take;
+            }
+            Poll::Ready(Ok(n))
+        }
+    }
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.get_mut().take(cx, &[buf])
+        }
+
+        fn poll_write_vectored(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            let bufs: Vec<&[u8]> = bufs.iter().map(|b| &b[..]).collect();
+            self.get_mut().take(cx, &bufs)
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            self.vectored
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Small frames are copied and written whole, big ones vectored or head first; every
+    /// way survives writes cut at any byte and a transport that is often not ready.
+    #[tokio::test]
+    async fn frames_survive_short_and_pending_writes() {
+        let lens = [
+            0,
+            20,
+            125,
+            126,
+            COPY_WRITE_MAX - 4,
+            COPY_WRITE_MAX - 3,
+            70_000,
+        ];
+        for vectored in [true, false] {
+            for step in [1, 3, 1000, usize::MAX] {
+                for len in lens {
+                    if step == 1 && len > COPY_WRITE_MAX {
+                        continue;
+                    }
+                    let io = Trickle {
+                        written: Vec::new(),
+                        step,
+                        vectored,
+                        pending: false,
+                    };
+                    let mut ws = WebSocket::from_raw_socket(io, WebSocketConfig::default());
+                    let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
+                    ws.send(Message::binary(payload.clone())).await.unwrap();
+                    ws.send(Message::text("end")).await.unwrap();
+                    let mut want = [0; MAX_SERVER_HEAD];
+                    let n = frame::format(&mut want, OpCode::Binary, len);
+                    let mut want = want[..n].to_vec();
+                    want.extend_from_slice(&payload);
+                    want.extend_from_slice(&[0x81, 3, b'e', b'n', b'd']);
+                    assert!(
+                        ws.io.written == want,
+                        "{len} bytes, step {step}, {vectored}"
+                    );
+                }
+            }
+        }
     }
 
     #[tokio::test]
@@ -1364,6 +1603,61 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn reserved_opcodes_and_64_bit_lengths_with_the_top_bit_close_with_1002() {
+        let mut huge = vec![0x82, 0x80 | 127];
+        huge.extend_from_slice(&(1u64 << 63).to_be_bytes());
+        huge.extend_from_slice(&[1, 2, 3, 4]);
+        for frame in [client_frame(0x83, b"a"), client_frame(0x8B, b""), huge] {
+            let (mut ws, mut peer) = pair();
+            peer.write_all(&frame).await.unwrap();
+            let err = ws.recv().await.unwrap().unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Protocol, "{frame:02x?}");
+            assert_eq!(read_n(&mut peer, 4).await, [0x88, 2, 0x03, 0xEA]);
+            assert!(ws.recv().await.is_none());
+        }
+    }
+
+    /// Control frame rules are settled by the head: the payload is never waited for.
+    #[tokio::test]
+    async fn long_or_fragmented_control_frames_close_with_1002_before_the_payload() {
+        let long_ping = client_frame(0x89, &[0; 126]);
+        let fragmented_ping = client_frame(0x09, b"a");
+        for head in [&long_ping[..8], &fragmented_ping[..6]] {
+            let (mut ws, mut peer) = pair();
+            peer.write_all(head).await.unwrap();
+            let err = ws.recv().await.unwrap().unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Protocol);
+            assert_eq!(read_n(&mut peer, 4).await, [0x88, 2, 0x03, 0xEA]);
+        }
+    }
+
+    /// Frames that arrive a byte at a time, heads included, come out whole and in order.
+    #[tokio::test]
+    async fn frames_arriving_a_byte_at_a_time_are_put_together() {
+        let (mut ws, mut peer) = pair();
+        let big = vec![3u8; 300];
+        let mut bytes = client_frame(0x82, &big);
+        bytes.extend_from_slice(&client_frame(0x89, b""));
+        bytes.extend_from_slice(&client_frame(0x81, b"tail"));
+        let writer = tokio::spawn(async move {
+            for b in bytes {
+                peer.write_all(&[b]).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+            peer
+        });
+        assert_eq!(ws.recv().await.unwrap().unwrap(), Message::binary(big));
+        assert_eq!(
+            ws.recv().await.unwrap().unwrap(),
+            Message::Ping(Bytes::new())
+        );
+        assert_eq!(ws.recv().await.unwrap().unwrap(), Message::text("tail"));
+        let mut peer = writer.await.unwrap();
+        // The pong for the ping went out.
+        assert_eq!(read_n(&mut peer, 2).await, [0x8A, 0]);
+    }
+
+    #[tokio::test]
     async fn too_big_messages_close_with_1009_before_the_payload_is_read() {
         let (a, mut peer) = duplex(1 << 16);
         let mut ws = WebSocket::from_raw_socket(a, WebSocketConfig::new().max_message_size(10));
@@ -1388,6 +1682,47 @@ mod tests {
         peer.write_all(&client_frame(0x81, b"small")).await.unwrap();
         assert_eq!(ws.recv().await.unwrap().unwrap(), Message::text("small"));
         assert_eq!(ws.read_buf.capacity(), 0);
+    }
+
+    /// A peer that always has more to send cannot hold off graceful shutdown: the timers
+    /// are checked after every read that fills its buffer.
+    #[tokio::test]
+    async fn shutdown_closes_a_connection_that_never_stops_sending() {
+        let (a, peer) = duplex(1 << 12);
+        let tracker = crate::Tracker::new();
+        let mut ws = WebSocket::from_raw_socket(a, WebSocketConfig::new().read_buffer_size(64))
+            .close_on(tracker.signal());
+        let (mut peer_read, mut peer_write) = tokio::io::split(peer);
+        let flood = tokio::spawn(async move {
+            let frame = client_frame(0x82, b"x");
+            // Bounded; ends early when the socket is gone.
+            for _ in 0..1_000_000 {
+                if peer_write.write_all(&frame).await.is_err() {
+                    break;
+                }
+            }
+        });
+        for _ in 0..10 {
+            assert_eq!(
+                ws.recv().await.unwrap().unwrap(),
+                Message::binary(&b"x"[..])
+            );
+        }
+        tracker.shutdown();
+        let mut after = 0;
+        while !ws.is_closed() {
+            assert_eq!(
+                ws.recv().await.unwrap().unwrap(),
+                Message::binary(&b"x"[..])
+            );
+            after += 1;
+            assert!(after < 20, "still open after {after} messages");
+        }
+        let mut close = vec![0; 2 + 2 + SHUTDOWN_REASON.len()];
+        peer_read.read_exact(&mut close).await.unwrap();
+        assert_eq!(&close[..4], &[0x88, close.len() as u8 - 2, 0x03, 0xE9]);
+        drop(ws);
+        flood.await.unwrap();
     }
 
     #[tokio::test]
