@@ -27,6 +27,9 @@ use crate::tracker::ShutdownSignal;
 
 /// The most bytes one read may take into the stack scratch buffer.
 const MAX_SCRATCH: usize = 16 * 1024;
+/// The biggest buffer an idle read allocates up front, for a connection whose last frame
+/// did not fit the scratch buffer (see `WebSocket::expect`).
+const MAX_EXPECT: usize = 64 * 1024;
 /// The reason sent with close `1001` at graceful shutdown.
 const SHUTDOWN_REASON: &[u8] = b"server shutting down";
 /// RFC 6455 §5.5: control frames carry at most 125 bytes.
@@ -484,6 +487,11 @@ pub struct WebSocket<S = UpgradedIo> {
     /// Graceful shutdown and keep-alive timers, when there are any. Boxed: not every
     /// socket has them, and it keeps the idle struct small.
     timers: Option<Box<Timers>>,
+    /// The size of the last frame, head included, when it did not fit the scratch buffer
+    /// (at most `MAX_EXPECT`; 0 otherwise). The next idle read then goes straight into a
+    /// heap buffer that size, so that a frame like it takes one read instead of two. The
+    /// buffer is freed at once if nothing is there to read: idle, the socket holds none.
+    expect: u32,
 }
 
 /// What ends or checks an idle connection from our side.
@@ -626,6 +634,7 @@ impl<S> WebSocket<S> {
             }),
             config,
             protocol: None,
+            expect: 0,
         }
     }
 
@@ -881,6 +890,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// connection holds no read buffer; only the bytes that arrived are kept. Returns how
     /// many bytes were read, and whether they filled the scratch buffer.
     fn poll_read_idle(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<(usize, bool)>> {
+        if self.expect != 0 {
+            return self.poll_read_expected(cx);
+        }
         let size = self.config.read_buffer_size;
         let mut scratch = [MaybeUninit::<u8>::uninit(); MAX_SCRATCH];
         let mut buf = ReadBuf::uninit(&mut scratch[..size]);
@@ -905,6 +917,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             self.read_buf = read_buf;
         }
         Poll::Ready(Ok((data.len(), data.len() == size)))
+    }
+
+    /// Reads between frames, when the last frame was bigger than the scratch buffer:
+    /// straight into a buffer the size of that frame.
+    fn poll_read_expected(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<(usize, bool)>> {
+        let size = self.expect as usize;
+        let mut read_buf = BytesMut::with_capacity(size);
+        // Pending: the buffer is dropped here, so an idle connection holds none.
+        let n = ready!(std::pin::pin!(self.io.read_buf(&mut read_buf)).poll(cx))?;
+        if let Ok(Some(head)) = frame::parse(&read_buf) {
+            if self.check_head(&head).is_ok() {
+                read_buf.advance(usize::from(head.size));
+                self.header = Some(head);
+            }
+        }
+        if n > 0 {
+            self.read_buf = read_buf;
+        }
+        Poll::Ready(Ok((n, n == size)))
     }
 
     /// Reads the rest of a frame straight into `read_buf`, which has room for it. Returns
@@ -1011,6 +1042,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         if let Some(timers) = &mut self.timers {
             timers.heard();
         }
+        let total = usize::from(head.size) + len;
+        self.expect = if total > self.config.read_buffer_size {
+            total.min(MAX_EXPECT) as u32
+        } else {
+            0
+        };
         let mut payload = if self.read_buf.len() == len {
             // Idle again: hand the buffer over whole and hold none.
             std::mem::take(&mut self.read_buf)
@@ -1682,6 +1719,51 @@ mod tests {
         peer.write_all(&client_frame(0x81, b"small")).await.unwrap();
         assert_eq!(ws.recv().await.unwrap().unwrap(), Message::text("small"));
         assert_eq!(ws.read_buf.capacity(), 0);
+    }
+
+    /// After a frame bigger than the scratch buffer, the next idle read goes into a heap
+    /// buffer that size: one read for a frame like it, and none held while idle.
+    #[tokio::test]
+    async fn a_big_frame_makes_the_next_read_expect_one_like_it() {
+        let (mut ws, mut peer) = pair();
+        let first = vec![1u8; 20_000];
+        peer.write_all(&client_frame(0x82, &first)).await.unwrap();
+        assert_eq!(
+            ws.recv().await.unwrap().unwrap(),
+            Message::Binary(first.into())
+        );
+        assert_eq!(ws.expect, 20_000 + 8);
+        // Nothing to read: the buffer made for the read is not kept.
+        let idle = std::future::poll_fn(|cx| Poll::Ready(ws.poll_recv(cx))).await;
+        assert!(idle.is_pending());
+        assert_eq!(ws.read_buf.capacity(), 0);
+        // A frame like it, a small one and a bigger one, all in one go.
+        let second = vec![2u8; 20_000];
+        let third = vec![4u8; 200_000];
+        let mut bytes = client_frame(0x82, &second);
+        bytes.extend(client_frame(0x81, b"small"));
+        bytes.extend(client_frame(0x82, &third));
+        peer.write_all(&bytes).await.unwrap();
+        assert_eq!(
+            ws.recv().await.unwrap().unwrap(),
+            Message::Binary(second.into())
+        );
+        assert_eq!(ws.recv().await.unwrap().unwrap(), Message::text("small"));
+        assert_eq!(
+            ws.recv().await.unwrap().unwrap(),
+            Message::Binary(third.into())
+        );
+        assert_eq!(ws.expect as usize, MAX_EXPECT, "bounded");
+        assert_eq!(ws.read_buf.capacity(), 0);
+        // Back to small frames: back to the stack.
+        peer.write_all(&client_frame(0x81, b"tiny")).await.unwrap();
+        assert_eq!(ws.recv().await.unwrap().unwrap(), Message::text("tiny"));
+        assert_eq!(ws.expect, 0);
+        // A close after all that still works.
+        peer.write_all(&client_frame(0x88, &1000u16.to_be_bytes()))
+            .await
+            .unwrap();
+        assert!(matches!(ws.recv().await, Some(Ok(Message::Close(_)))));
     }
 
     /// A peer that always has more to send cannot hold off graceful shutdown: the timers
