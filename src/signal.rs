@@ -71,6 +71,7 @@ impl Watch {
     }
 
     /// Ready once the signal has fired; otherwise the task is woken when it fires.
+    #[inline]
     pub(crate) fn poll_fired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if self.signal.is_fired() {
             return Poll::Ready(());
@@ -78,6 +79,12 @@ impl Watch {
         if self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
             return Poll::Pending;
         }
+        self.register(cx)
+    }
+
+    /// Registers the task's waker: once per task, not per poll.
+    #[cold]
+    fn register(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let mut waiters = self.signal.lock();
         if self.signal.is_fired() {
             return Poll::Ready(());
