@@ -154,16 +154,17 @@
 //! | server | 20 B echo | 16 KiB echo |
 //! | --- | --- | --- |
 //! | [`WebSocket`] with tungstenite's `FrameHeader` | 3 580 | 9 700 |
-//! | [`WebSocket`] now | 2 730 | 6 900 |
-//! | fastwebsockets 0.10 | 2 380 | 15 160 |
-//! | hand-written floor | 2 280 | 6 890 |
-//! | the floor's echo loop, as a raw handler on this layer | 2 550 | 7 160 |
+//! | [`WebSocket`] now | 2 490 | 6 220 |
+//! | fastwebsockets 0.10 | 2 330 | 15 170 |
+//! | hand-written floor | 2 220 | 6 830 |
+//! | the floor's echo loop, as a raw handler on this layer | 2 350 | 6 960 |
 //!
-//! The last row is what any handler pays on this layer (the connection task's `tracing`
-//! span and abort watch, [`UpgradedIo`](crate::UpgradedIo)): most of what is left between a
-//! small echo and the floor is there. The [`WebSocket`] itself adds 180 instructions to a
-//! 20-byte echo: message assembly, the timers, and one allocation of exactly the message's
-//! size.
+//! The last row is what any handler pays on this layer (the connection task, with its
+//! abort watch, and [`UpgradedIo`](crate::UpgradedIo)): 120 instructions over the floor. The
+//! [`WebSocket`] itself adds 150 to a 20-byte echo: message assembly, the timers, and one
+//! allocation of exactly the message's size. (The current figures also have the layer's own
+//! cuts: its shutdown and abort signals cost one atomic load per poll, and its `tracing`
+//! span is not entered on every poll unless it is enabled.)
 //!
 //! Not building on a complete WebSocket library was a measured choice too. Before this
 //! module, on 2 cores with server and client pinned to one core each, over loopback with 64
@@ -185,26 +186,29 @@
 //! own it, so none could meet this crate's goals (CPU within 5% of the floor, at most 4 KB
 //! per idle connection). Doing its own IO, [`WebSocket`] holds no read buffer between
 //! frames (it reads into a scratch buffer on the stack and keeps only what arrived), reads
-//! a large frame straight into a buffer of exactly its size, and never holds a write
-//! buffer (a frame of up to 4 KiB is copied into a stack buffer and goes out in one `send`,
-//! a bigger one in one vectored write of head and payload). The struct itself is under
-//! 400 bytes; fragments and pending control frames are boxed only while they exist.
+//! a large frame straight into a buffer of exactly its size (and, after a large frame, the
+//! next read goes straight into a buffer that size, freed at once if nothing is there), and
+//! never holds a write buffer (a frame of up to 4 KiB is copied into a stack buffer and goes
+//! out in one `send`, a bigger one in one vectored write of head and payload). The struct
+//! itself is under 400 bytes; fragments and pending control frames are boxed only while
+//! they exist.
 //!
-//! Measured side by side with `examples/load.rs` before the codec change above (each server
-//! its own process, pinned to one core, the client to the other; medians of 3 runs; see
-//! `BENCHMARKS.md` for later runs), server CPU per operation and memory per idle connection:
+//! Measured side by side with `examples/load.rs` (each server its own process, pinned to
+//! one core, the client to the other; medians of 5 runs; `BENCHMARKS.md` has every column),
+//! server CPU per operation and memory per idle connection:
 //!
 //! | server | 20 B echo | 16 KiB echo | handshake | idle (10 000 open) |
 //! | --- | --- | --- | --- | --- |
-//! | hand-written floor | 5.68 µs | 9.88 µs | 40.0 µs | 1.05 KiB |
-//! | `tower_upgrade::websocket` (axum::serve) | 6.27 µs | 10.17 µs | 45.5 µs | 2.59 KiB |
-//! | fastwebsockets 0.10 (hyper) | 5.82 µs | 12.29 µs | 40.5 µs | 5.87 KiB |
-//! | tokio-websockets 0.13 | 7.03 µs | 11.52 µs | 40.0 µs | 6.95 KiB |
-//! | axum 0.8 `WebSocketUpgrade` | 10.49 µs | 16.48 µs | 74.5 µs | 129.8 KiB |
+//! | hand-written floor | 5.63 µs | 7.80 µs | 37.0 µs | 1.05 KiB |
+//! | `tower_upgrade::websocket` (axum::serve) | 5.77 µs | 9.68 µs | 44.5 µs | 2.61 KiB |
+//! | `tower_upgrade::websocket` (plain hyper) | 6.14 µs | 9.00 µs | 43.5 µs | 2.44 KiB |
+//! | fastwebsockets 0.10 (plain hyper) | 6.06 µs | 9.61 µs | 40.5 µs | 5.85 KiB |
+//! | tokio-websockets 0.13 | 6.12 µs | 9.83 µs | 39.0 µs | 6.96 KiB |
+//! | axum 0.8 `WebSocketUpgrade` (3 runs) | 8.64 µs | 15.24 µs | 72.5 µs | 129.8 KiB |
 //!
-//! Idle connections are where this design wins most. A small echo then cost about 10% more
-//! than the floor (message rules and one exact-size allocation per message, the price of
-//! holding no buffer while idle), and a handshake pays for hyper and axum.
+//! Idle connections are where this design wins most. Echoes cost what the leanest library's
+//! do (within the machine's noise), and a handshake pays for hyper (and, on `axum::serve`,
+//! for axum's router and hyper-util's protocol detection).
 //!
 //! The public API ([`Message`], [`Utf8Bytes`], [`CloseFrame`], [`Error`], [`WebSocket`])
 //! exposes none of the codec's types, so the framing can change without breaking users.
