@@ -118,9 +118,17 @@ impl Drop for Watch {
             let mut waiters = self.signal.lock();
             waiters.slots[slot] = None;
             waiters.free.push(slot);
+            // After a spike of connections, give the slots back once none is in use.
+            if waiters.free.len() == waiters.slots.len() && waiters.slots.capacity() > KEEP_SLOTS {
+                *waiters = Waiters::default();
+            }
         }
     }
 }
+
+/// Slots kept allocated when none is in use: enough for a steady trickle of connections
+/// without an allocation each.
+const KEEP_SLOTS: usize = 1024;
 
 #[cfg(test)]
 mod tests {
@@ -153,6 +161,27 @@ mod tests {
         let waiters = signal.lock();
         assert!(waiters.slots.iter().all(Option::is_none));
         assert_eq!(waiters.free.len(), 50);
+    }
+
+    #[tokio::test]
+    async fn the_slots_of_a_spike_are_freed_once_none_is_in_use() {
+        let signal = Arc::new(Signal::default());
+        let mut watches: Vec<Watch> = (0..3000).map(|_| Watch::new(Arc::clone(&signal))).collect();
+        poll_fn(|cx| {
+            for watch in &mut watches {
+                assert!(watch.poll_fired(cx).is_pending());
+            }
+            Poll::Ready(())
+        })
+        .await;
+        assert_eq!(signal.lock().slots.len(), 3000);
+        let last = watches.pop().expect("3000 watches");
+        drop(watches);
+        assert_eq!(signal.lock().slots.len(), 3000, "one slot still in use");
+        drop(last);
+        let waiters = signal.lock();
+        assert_eq!(waiters.slots.capacity(), 0, "all given back");
+        assert_eq!(waiters.free.capacity(), 0);
     }
 
     #[tokio::test]
