@@ -299,11 +299,34 @@ async fn assert_closed_cleanly(mut tcp: TcpStream, failures: &AtomicUsize) {
     );
 }
 
+/// Speaks HTTP/2 on the upgraded connection: `client` gets the sender (stream 1 is open
+/// already) while the connection is driven beside it; then the server must close the
+/// connection cleanly.
+async fn over_h2<F, Fut>(
+    mut tcp: TcpStream,
+    failures: &AtomicUsize,
+    builder: &h2::client::Builder,
+    client: F,
+) where
+    F: FnOnce(SendRequest) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    {
+        let (send, conn) = builder
+            .handshake(Stream1Client::new(&mut tcp))
+            .await
+            .unwrap();
+        let (conn, ()) = within(async { tokio::join!(conn, client(send)) }).await;
+        conn.unwrap();
+    }
+    assert_closed_cleanly(tcp, failures).await;
+}
+
 #[tokio::test]
 async fn answers_stream_1_then_concurrent_streams_with_axum_serve() {
     let failures = Arc::default();
     let addr = spawn_axum(&failures).await;
-    let mut tcp = upgrade(
+    let tcp = upgrade(
         addr,
         &upgrade_head(
             "GET",
@@ -313,11 +336,11 @@ async fn answers_stream_1_then_concurrent_streams_with_axum_serve() {
         b"",
     )
     .await;
-    {
-        let (mut send, conn) = h2::client::handshake(Stream1Client::new(&mut tcp))
-            .await
-            .unwrap();
-        let client = async move {
+    over_h2(
+        tcp,
+        &failures,
+        &h2::client::Builder::new(),
+        |mut send| async move {
             let (parts, body) = stream1(&mut send).await;
             assert_eq!(parts.status, StatusCode::OK);
             assert_eq!(parts.version, http::Version::HTTP_2);
@@ -352,11 +375,9 @@ async fn answers_stream_1_then_concurrent_streams_with_axum_serve() {
             futures_join_all(requests).await;
             let (parts, body) = request(&send, "GET", "/", None).await;
             assert_eq!((parts.status, &body[..]), (StatusCode::OK, &b"hello"[..]));
-        };
-        let (conn, ()) = within(async { tokio::join!(conn, client) }).await;
-        conn.unwrap();
-    }
-    assert_closed_cleanly(tcp, &failures).await;
+        },
+    )
+    .await;
 }
 
 /// Runs futures concurrently on the current task.
@@ -396,11 +417,11 @@ async fn answers_a_post_body_with_expect_100_continue_on_hyper() {
         head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
         "{head}"
     );
-    {
-        let (mut send, conn) = h2::client::handshake(Stream1Client::new(&mut tcp))
-            .await
-            .unwrap();
-        let client = async move {
+    over_h2(
+        tcp,
+        &failures,
+        &h2::client::Builder::new(),
+        |mut send| async move {
             let (parts, res) = stream1(&mut send).await;
             assert_eq!(parts.status, StatusCode::OK);
             assert_eq!(
@@ -417,23 +438,21 @@ async fn answers_a_post_body_with_expect_100_continue_on_hyper() {
                 res.starts_with(b"HTTP/2.0 PUT http://localhost/again"),
                 "{res:?}"
             );
-        };
-        let (conn, ()) = within(async { tokio::join!(conn, client) }).await;
-        conn.unwrap();
-    }
-    assert_closed_cleanly(tcp, &failures).await;
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn head_over_http2_has_an_empty_body() {
     let failures = Arc::default();
     let addr = spawn_hyper(&failures).await;
-    let mut tcp = upgrade(addr, &upgrade_head("HEAD", "/", ""), b"").await;
-    {
-        let (mut send, conn) = h2::client::handshake(Stream1Client::new(&mut tcp))
-            .await
-            .unwrap();
-        let client = async move {
+    let tcp = upgrade(addr, &upgrade_head("HEAD", "/", ""), b"").await;
+    over_h2(
+        tcp,
+        &failures,
+        &h2::client::Builder::new(),
+        |mut send| async move {
             // The service answers HEAD with a body; stream 1 carries none.
             let (parts, body) = stream1(&mut send).await;
             assert_eq!(parts.status, StatusCode::OK);
@@ -443,11 +462,9 @@ async fn head_over_http2_has_an_empty_body() {
             assert!(body.is_empty(), "{body:?}");
             let (_, body) = request(&send, "GET", "/x", None).await;
             assert!(body.starts_with(b"HTTP/2.0 GET"), "{body:?}");
-        };
-        let (conn, ()) = within(async { tokio::join!(conn, client) }).await;
-        conn.unwrap();
-    }
-    assert_closed_cleanly(tcp, &failures).await;
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -455,12 +472,12 @@ async fn options_asterisk_is_answered_on_stream_1() {
     // What `nghttp -u -d` sends first.
     let failures = Arc::default();
     let addr = spawn_hyper(&failures).await;
-    let mut tcp = upgrade(addr, &upgrade_head("OPTIONS", "*", ""), b"").await;
-    {
-        let (mut send, conn) = h2::client::handshake(Stream1Client::new(&mut tcp))
-            .await
-            .unwrap();
-        let client = async move {
+    let tcp = upgrade(addr, &upgrade_head("OPTIONS", "*", ""), b"").await;
+    over_h2(
+        tcp,
+        &failures,
+        &h2::client::Builder::new(),
+        |mut send| async move {
             let (parts, body) = stream1(&mut send).await;
             assert_eq!(parts.status, StatusCode::OK);
             let body = String::from_utf8(body.to_vec()).unwrap();
@@ -468,11 +485,9 @@ async fn options_asterisk_is_answered_on_stream_1() {
             assert!(body.contains('*'), "{body}");
             let (_, body) = request(&send, "POST", "/data", Some(Bytes::from_static(b"d"))).await;
             assert!(body.ends_with(b"body=d"), "{body:?}");
-        };
-        let (conn, ()) = within(async { tokio::join!(conn, client) }).await;
-        conn.unwrap();
-    }
-    assert_closed_cleanly(tcp, &failures).await;
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -484,32 +499,25 @@ async fn upgrade_with_a_40kb_body_then_a_1mib_upload_to_a_late_reader() {
     let addr = spawn_axum(&failures).await;
     let body: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
     let head = upgrade_head("POST", "/echo", "Content-Length: 40000\r\n");
-    let mut tcp = upgrade(addr, &head, &body).await;
-    {
-        let (mut send, conn) = h2::client::Builder::new()
-            // Big windows on the client side, so only the server's limit the upload.
-            .initial_window_size(4 << 20)
-            .initial_connection_window_size(4 << 20)
-            .handshake(Stream1Client::new(&mut tcp))
-            .await
-            .unwrap();
-        let client = async move {
-            let (parts, echoed) = stream1(&mut send).await;
-            assert_eq!(parts.status, StatusCode::OK);
-            assert_eq!(&echoed[..], &body[..]);
-            let upload = Bytes::from(vec![7; 1 << 20]);
-            let (parts, res) = request(&send, "POST", "/late", Some(upload)).await;
-            assert_eq!(parts.status, StatusCode::OK);
-            assert_eq!(res, (1 << 20).to_string());
-            // And again, once the windows have moved on.
-            let (_, res) =
-                request(&send, "POST", "/late", Some(Bytes::from(vec![1; 300_000]))).await;
-            assert_eq!(res, "300000");
-        };
-        let (conn, ()) = within(async { tokio::join!(conn, client) }).await;
-        conn.unwrap();
-    }
-    assert_closed_cleanly(tcp, &failures).await;
+    let tcp = upgrade(addr, &head, &body).await;
+    let mut builder = h2::client::Builder::new();
+    // Big windows on the client side, so only the server's limit the upload.
+    builder
+        .initial_window_size(4 << 20)
+        .initial_connection_window_size(4 << 20);
+    over_h2(tcp, &failures, &builder, move |mut send| async move {
+        let (parts, echoed) = stream1(&mut send).await;
+        assert_eq!(parts.status, StatusCode::OK);
+        assert_eq!(&echoed[..], &body[..]);
+        let upload = Bytes::from(vec![7; 1 << 20]);
+        let (parts, res) = request(&send, "POST", "/late", Some(upload)).await;
+        assert_eq!(parts.status, StatusCode::OK);
+        assert_eq!(res, (1 << 20).to_string());
+        // And again, once the windows have moved on.
+        let (_, res) = request(&send, "POST", "/late", Some(Bytes::from(vec![1; 300_000]))).await;
+        assert_eq!(res, "300000");
+    })
+    .await;
 }
 
 /// Sends a request that must not switch and returns the whole HTTP/1.1 response.
