@@ -9,13 +9,14 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message as TMessage;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use support::*;
+use support::{WsClient as Client, ws_next as next};
 
 /// The example binary, which `cargo test` builds next to the test binaries.
 fn echo_binary() -> std::path::PathBuf {
@@ -95,8 +96,6 @@ impl Drop for Echo {
     }
 }
 
-type Client = tokio_tungstenite::WebSocketStream<TcpStream>;
-
 async fn ws(addr: SocketAddr) -> Client {
     let tcp = TcpStream::connect(addr).await.unwrap();
     // Same-origin, as the page's own script.
@@ -114,13 +113,6 @@ async fn ws(addr: SocketAddr) -> Client {
         .unwrap()
         .unwrap()
         .0
-}
-
-async fn next(client: &mut Client) -> Option<TMessage> {
-    timeout(IO_TIMEOUT, client.next())
-        .await
-        .expect("read timed out")
-        .map(|r| r.expect("read failed"))
 }
 
 #[tokio::test]

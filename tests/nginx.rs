@@ -124,7 +124,7 @@ fn nginx(dir: &std::path::Path, port: u16, a: u16, b: u16) -> Proc {
     Proc(Some(child))
 }
 
-type Client = tokio_tungstenite::WebSocketStream<TcpStream>;
+type Client = WsClient;
 
 /// Connects through nginx; returns the client and the instance that answered.
 async fn connect(proxy: SocketAddr) -> (Client, String) {

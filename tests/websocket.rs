@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::{Extension, Router, routing::any};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use http::{HeaderValue, Method, Request, StatusCode, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
@@ -20,6 +20,9 @@ use tokio_tungstenite::tungstenite::{
 };
 use tower_upgrade::websocket::{CloseFrame, Message, WebSocket, WebSocketHandler};
 use tower_upgrade::{UpgradeLayer, UpgradeRequest};
+
+mod support;
+use support::{WsClient as Client, ws_next as next};
 
 const STEP: Duration = Duration::from_secs(5);
 
@@ -124,8 +127,6 @@ async fn spawn_auto_h2() -> SocketAddr {
     addr
 }
 
-type Client = tokio_tungstenite::WebSocketStream<TcpStream>;
-
 async fn connect(
     addr: SocketAddr,
     path: &str,
@@ -141,13 +142,6 @@ async fn connect(
         .await
         .expect("handshake timed out")
         .expect("handshake failed")
-}
-
-async fn next(client: &mut Client) -> Option<TMessage> {
-    timeout(STEP, client.next())
-        .await
-        .expect("read timed out")
-        .map(|r| r.expect("read failed"))
 }
 
 async fn echoes_text_binary_and_a_1_mib_message(addr: SocketAddr) {

@@ -19,6 +19,7 @@ use tower_upgrade::websocket::{Message, WebSocket, WebSocketConfig, WebSocketHan
 use tower_upgrade::{Tracker, UpgradeLayer};
 
 use support::*;
+use support::{WsClient as Client, ws_next as next};
 
 async fn echo(mut ws: WebSocket) -> Result<(), tower_upgrade::websocket::Error> {
     while let Some(msg) = ws.recv().await {
@@ -38,8 +39,6 @@ async fn serve(config: WebSocketConfig) -> (SocketAddr, Tracker) {
     (spawn_axum(app).await, tracker)
 }
 
-type Client = tokio_tungstenite::WebSocketStream<TcpStream>;
-
 async fn connect(addr: SocketAddr) -> Client {
     let tcp = TcpStream::connect(addr).await.unwrap();
     let (client, _) = timeout(
@@ -50,13 +49,6 @@ async fn connect(addr: SocketAddr) -> Client {
     .unwrap()
     .unwrap();
     client
-}
-
-async fn next(client: &mut Client) -> Option<TMessage> {
-    timeout(IO_TIMEOUT, client.next())
-        .await
-        .expect("read timed out")
-        .map(|r| r.expect("read failed"))
 }
 
 #[tokio::test]

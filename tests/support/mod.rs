@@ -179,3 +179,15 @@ pub async fn wait_live(tracker: &tower_upgrade::Tracker, live: usize) {
         tracker.stats()
     );
 }
+
+/// A WebSocket client (tokio-tungstenite) over a test's TCP connection.
+pub type WsClient = tokio_tungstenite::WebSocketStream<TcpStream>;
+
+/// The next message from the server, within [`IO_TIMEOUT`]; `None` once the stream ends.
+pub async fn ws_next(client: &mut WsClient) -> Option<tokio_tungstenite::tungstenite::Message> {
+    use futures_util::StreamExt;
+    tokio::time::timeout(IO_TIMEOUT, client.next())
+        .await
+        .expect("read timed out")
+        .map(|r| r.expect("read failed"))
+}
