@@ -147,10 +147,7 @@ async fn check(addr: SocketAddr, case: &Case, split: bool) {
             );
         }
         After::KeepAlive => {
-            stream
-                .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-                .await
-                .unwrap();
+            send_get(&mut stream).await;
             let (status, head) = status_of(&mut stream).await;
             assert_eq!(status, 200, "{}: follow-up {head}", case.name);
         }

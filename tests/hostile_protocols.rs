@@ -11,7 +11,6 @@ use std::net::SocketAddr;
 use axum::Router;
 use axum::body::Bytes;
 use axum::routing::{any, get, post};
-use tokio::io::AsyncWriteExt;
 use tower::Layer;
 use tower_upgrade::h2c::H2c;
 use tower_upgrade::websocket::{Message, WebSocket, WebSocketHandler};
@@ -183,10 +182,7 @@ async fn hostile_websocket_and_h2c_requests_get_clear_answers() {
         match case.after {
             After::Switched => drop(stream),
             After::KeepAlive => {
-                stream
-                    .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-                    .await
-                    .unwrap();
+                send_get(&mut stream).await;
                 let (status, head) = status_of(&mut stream).await;
                 assert_eq!(status, 200, "{}: follow-up {head}", case.name);
             }

@@ -178,10 +178,7 @@ async fn the_limit_refuses_upgrades_before_switching_and_frees_slots() {
     assert_eq!(header(&head, "retry-after"), Some("7"));
     assert_eq!(body, "too many upgraded connections\n");
     // Still HTTP/1.1 on that connection.
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
+    send_get(&mut stream).await;
     assert_eq!(read_response(&mut stream).await.1, "plain");
 
     // One closes: a new one is admitted.

@@ -171,10 +171,7 @@ async fn requests_that_do_not_switch_reach_the_inner_service() {
         assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{shown}\n{head}");
         assert_eq!(body, "plain", "{shown}");
         // The connection is still HTTP/1.1.
-        stream
-            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
+        send_get(&mut stream).await;
         let (head, body) = read_response(&mut stream).await;
         assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{shown}\n{head}");
         assert_eq!(body, "plain");
@@ -285,10 +282,7 @@ async fn invalid_upgrade_lists_are_bad_requests() {
         );
         assert!(body.starts_with("invalid Upgrade header"), "{body}");
         // Still HTTP/1.1.
-        stream
-            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
+        send_get(&mut stream).await;
         assert!(
             read_response(&mut stream)
                 .await

@@ -191,3 +191,12 @@ pub async fn ws_next(client: &mut WsClient) -> Option<tokio_tungstenite::tungste
         .expect("read timed out")
         .map(|r| r.expect("read failed"))
 }
+
+/// Sends a plain `GET /` on a connection that must still speak HTTP/1.1 (the caller reads
+/// the answer).
+pub async fn send_get(stream: &mut TcpStream) {
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+}
