@@ -51,6 +51,19 @@ async fn connect(addr: SocketAddr) -> Client {
     client
 }
 
+/// A WebSocket upgraded over raw TCP (no client library): the `101` is read, frames are
+/// the test's to write.
+async fn upgraded_raw(addr: SocketAddr) -> TcpStream {
+    let mut raw = send(
+        addr,
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await;
+    assert!(read_head(&mut raw).await.starts_with("HTTP/1.1 101 "));
+    raw
+}
+
 #[tokio::test]
 async fn drain_closes_100_websockets_with_1001() {
     let (addr, tracker) = serve(WebSocketConfig::new()).await;
@@ -124,13 +137,7 @@ async fn keep_alive_pings_an_idle_peer_and_drops_a_dead_one() {
     }
 
     // A dead peer: upgraded, then never reads or answers.
-    let mut raw = send(
-        addr,
-        b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\
-          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-    )
-    .await;
-    assert!(read_head(&mut raw).await.starts_with("HTTP/1.1 101 "));
+    let mut raw = upgraded_raw(addr).await;
     // A ping after one interval, then close 1001 after another, then the end.
     let rest = read_to_end(&mut raw).await;
     assert_eq!(&rest[..2], [0x89, 0x00], "{rest:?}");
@@ -147,13 +154,7 @@ async fn keep_alive_pings_an_idle_peer_and_drops_a_dead_one() {
 #[tokio::test]
 async fn a_client_that_never_reads_is_held_back() {
     let (addr, tracker) = serve(WebSocketConfig::new()).await;
-    let mut raw = send(
-        addr,
-        b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\
-          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-    )
-    .await;
-    assert!(read_head(&mut raw).await.starts_with("HTTP/1.1 101 "));
+    let mut raw = upgraded_raw(addr).await;
     // Masked binary frames of 64 KiB (mask 0: the payload is sent as is).
     let payload = vec![7u8; 64 * 1024];
     let mut frame = vec![0x82, 0xFF];
@@ -190,15 +191,12 @@ async fn a_client_that_never_reads_is_held_back() {
 #[tokio::test]
 async fn clients_that_vanish_mid_frame_leave_nothing_behind() {
     let (addr, tracker) = serve(WebSocketConfig::new()).await;
-    let upgrade = b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\
-          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
     // A masked text frame announcing 100 bytes: cut after the header, inside the mask key,
     // and inside the payload; and a whole frame, then gone without a close frame.
     let mut frame = vec![0x81, 0x80 | 100, 1, 2, 3, 4];
     frame.extend(std::iter::repeat_n(b'a', 100));
     for cut in [1, 4, 6 + 50, frame.len()] {
-        let mut raw = send(addr, upgrade).await;
-        assert!(read_head(&mut raw).await.starts_with("HTTP/1.1 101 "));
+        let mut raw = upgraded_raw(addr).await;
         raw.write_all(&frame[..cut]).await.unwrap();
         if cut == frame.len() {
             let mut echo = [0u8; 102];

@@ -898,19 +898,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         let mut buf = ReadBuf::uninit(&mut scratch[..size]);
         ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
         let data = buf.filled();
-        // The first frame's head is parsed here, once: only what follows it is kept, in a
-        // buffer with room for the whole payload, so that the rest of a big frame is read in
-        // place with no second copy. A head cut short or refused is kept as it is, for
-        // `next_frame` to wait for the rest or to report the error.
-        let mut rest = data;
-        let mut capacity = data.len();
-        if let Ok(Some(head)) = frame::parse(data) {
-            if self.check_head(&head).is_ok() {
-                rest = &data[usize::from(head.size)..];
-                capacity = rest.len().max(head.len as usize);
-                self.header = Some(head);
+        // Only what follows the first frame's head is kept, in a buffer with room for the
+        // whole payload, so that the rest of a big frame is read in place with no second copy.
+        let (rest, capacity) = match self.start_frame(data) {
+            Some(head) => {
+                let rest = &data[usize::from(head.size)..];
+                (rest, rest.len().max(head.len as usize))
             }
-        }
+            None => (data, data.len()),
+        };
         if capacity > 0 {
             let mut read_buf = BytesMut::with_capacity(capacity);
             read_buf.extend_from_slice(rest);
@@ -926,16 +922,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         let mut read_buf = BytesMut::with_capacity(size);
         // Pending: the buffer is dropped here, so an idle connection holds none.
         let n = ready!(std::pin::pin!(self.io.read_buf(&mut read_buf)).poll(cx))?;
-        if let Ok(Some(head)) = frame::parse(&read_buf) {
-            if self.check_head(&head).is_ok() {
-                read_buf.advance(usize::from(head.size));
-                self.header = Some(head);
-            }
+        if let Some(head) = self.start_frame(&read_buf) {
+            read_buf.advance(usize::from(head.size));
         }
         if n > 0 {
             self.read_buf = read_buf;
         }
         Poll::Ready(Ok((n, n == size)))
+    }
+
+    /// Parses and checks the head at the start of `data`, read between frames, once: when it
+    /// is whole and allowed, it becomes the frame in progress and is returned (its bytes are
+    /// the caller's to skip). A head cut short or refused is left in the data, for
+    /// `next_frame` to wait for the rest or to report the error.
+    fn start_frame(&mut self, data: &[u8]) -> Option<Head> {
+        let head = frame::parse(data).ok().flatten()?;
+        self.check_head(&head).ok()?;
+        self.header = Some(head);
+        Some(head)
     }
 
     /// Reads the rest of a frame straight into `read_buf`, which has room for it. Returns
