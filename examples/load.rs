@@ -1114,21 +1114,7 @@ async fn echo(opts: &Opts, size: usize) -> String {
         &format!("echo {size} B"),
         &impls,
         async |server: &Server| {
-            let request = upgrade_request(server.addr);
-            let mut conns = Vec::with_capacity(opts.conns);
-            for i in 0..opts.conns {
-                let (tcp, rd) = ws_connect(server.addr, &request, Reader::new(size + 64)).await?;
-                // Printable payload, so that text mode sends valid UTF-8.
-                let payload: Vec<u8> = (0..size).map(|j| b'a' + ((i + j) % 26) as u8).collect();
-                let key = (i as u32).wrapping_mul(0x9e37_79b9).to_be_bytes();
-                let frame = masked_frame(opcode, &payload, key);
-                conns.push(EchoConn {
-                    tcp,
-                    rd,
-                    frame,
-                    payload,
-                });
-            }
+            let conns = echo_conns(server.addr, opts.conns, size, opcode).await?;
             let conns = echo_load(conns, opts.warmup_time, opts.max_ops).await?.0;
             let mut conns = Some(conns);
             let sample = Sample::measure(server, async {
@@ -1155,6 +1141,31 @@ async fn echo(opts: &Opts, size: usize) -> String {
         Some("floor"),
         opts.max_other,
     )
+}
+
+/// Opens `count` WebSockets, each with its `size`-byte message (`opcode`) masked once.
+async fn echo_conns(
+    addr: SocketAddr,
+    count: usize,
+    size: usize,
+    opcode: u8,
+) -> io::Result<Vec<EchoConn>> {
+    let request = upgrade_request(addr);
+    let mut conns = Vec::with_capacity(count);
+    for i in 0..count {
+        let (tcp, rd) = ws_connect(addr, &request, Reader::new(size + 64)).await?;
+        // Printable payload, so that text mode sends valid UTF-8.
+        let payload: Vec<u8> = (0..size).map(|j| b'a' + ((i + j) % 26) as u8).collect();
+        let key = (i as u32).wrapping_mul(0x9e37_79b9).to_be_bytes();
+        let frame = masked_frame(opcode, &payload, key);
+        conns.push(EchoConn {
+            tcp,
+            rd,
+            frame,
+            payload,
+        });
+    }
+    Ok(conns)
 }
 
 struct EchoConn {
@@ -1365,21 +1376,7 @@ async fn counted_run(
                 handshakes(server.addr, ops, opts.conns, limit).await?;
             }
             Workload::Echo(size) => {
-                let request = upgrade_request(server.addr);
-                let mut conns = Vec::with_capacity(opts.conns);
-                for i in 0..opts.conns {
-                    let (tcp, rd) =
-                        ws_connect(server.addr, &request, Reader::new(size + 64)).await?;
-                    let payload: Vec<u8> = (0..size).map(|j| b'a' + ((i + j) % 26) as u8).collect();
-                    let key = (i as u32).wrapping_mul(0x9e37_79b9).to_be_bytes();
-                    let frame = masked_frame(0x2, &payload, key);
-                    conns.push(EchoConn {
-                        tcp,
-                        rd,
-                        frame,
-                        payload,
-                    });
-                }
+                let conns = echo_conns(server.addr, opts.conns, size, 0x2).await?;
                 let (conns, lat) = echo_load(conns, limit, ops).await?;
                 if lat.len() as u64 != ops {
                     return Err(Failure::Error(format!("{} of {ops} echoes", lat.len())));
