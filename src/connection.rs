@@ -54,6 +54,12 @@ pub(crate) fn spawn(
         req,
     });
     let traced = !span.is_disabled();
+    // What the task records into: its span when enabled, else none.
+    let record = if traced {
+        span.clone()
+    } else {
+        tracing::Span::none()
+    };
     let tasks = slot.tracker().tasks().clone();
     let task = async move {
         // Read the clock only for a span that records the duration.
@@ -63,7 +69,7 @@ pub(crate) fn spawn(
             // Not `select!` on the signal: the watch is one atomic load per poll, and this
             // task is polled once per message.
             let mut abort = slot.tracker().abort_watch();
-            let mut running = std::pin::pin!(run(&config, pending, protocol, traced));
+            let mut running = std::pin::pin!(run(&config, pending, protocol, &record));
             std::future::poll_fn(|cx| {
                 if abort.poll_fired(cx).is_ready() {
                     return Poll::Ready(Err(UpgradeError::new(
@@ -76,12 +82,7 @@ pub(crate) fn spawn(
             })
             .await
         };
-        // Our span when it is entered, else none (never a span of someone else's).
-        let span = if traced {
-            tracing::Span::current()
-        } else {
-            tracing::Span::none()
-        };
+        let span = record;
         if let Some(start) = start {
             span.record("duration_ms", start.elapsed().as_millis() as u64);
         }
@@ -111,7 +112,7 @@ async fn run(
     config: &Config,
     mut pending: Box<Pending>,
     protocol: &str,
-    traced: bool,
+    span: &tracing::Span,
 ) -> Result<(), UpgradeError> {
     let upgraded = match (&mut pending.on_upgrade).await {
         Ok(upgraded) => upgraded,
@@ -138,8 +139,10 @@ async fn run(
     };
     let io = UpgradedIo::new(upgraded, config.idle_timeout);
     // A system call: only for a span that records it.
-    if traced && let Some(peer) = io.tcp_stream().and_then(|tcp| tcp.peer_addr().ok()) {
-        tracing::Span::current().record("peer", tracing::field::display(peer));
+    if !span.is_none()
+        && let Some(peer) = io.tcp_stream().and_then(|tcp| tcp.peer_addr().ok())
+    {
+        span.record("peer", tracing::field::display(peer));
     }
     tracing::debug!("upgraded connection started");
     // The request goes into the handler and the box is freed before the long wait.
