@@ -267,3 +267,51 @@ async fn idle_connections_time_out() {
     wait_live(&tracker, 0).await;
     assert_eq!(tracker.stats().totals.failed, 1);
 }
+
+/// A `tracing` writer that keeps what it is given.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// With `DEBUG` on, each upgraded connection has its span, with the protocol, the peer, the
+/// outcome and the duration; with it off (the other tests), there is none to pay for.
+#[tokio::test]
+async fn the_connection_span_records_protocol_peer_and_outcome_at_debug() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    // The test's runtime has one thread, so the server's tasks run under this default.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let layer = upper_layer();
+    let tracker = layer.tracker().clone();
+    let addr = spawn_axum(app(layer)).await;
+    let mut stream = upgrade(addr, "upper/1").await;
+    let client = stream.local_addr().unwrap();
+    stream.write_all(b"ping\n").await.unwrap();
+    assert_eq!(read_exact(&mut stream, 5).await, b"PING\n");
+    drop(stream);
+    wait_live(&tracker, 0).await;
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let ended = log
+        .lines()
+        .find(|l| l.contains("upgraded connection ended"))
+        .unwrap_or_else(|| panic!("no end of connection logged:\n{log}"));
+    assert!(ended.contains("protocol=upper/1"), "{ended}");
+    assert!(ended.contains(&format!("peer={client}")), "{ended}");
+    assert!(ended.contains("outcome=\"completed\""), "{ended}");
+    assert!(ended.contains("duration_ms="), "{ended}");
+}
