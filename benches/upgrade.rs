@@ -54,7 +54,7 @@ fn upgrade_layer() -> UpgradeLayer {
 }
 
 /// One request through `app`, the service cloned per request as hyper does per connection.
-fn bench_app<S>(
+fn bench_app<S, B>(
     group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     rt: &tokio::runtime::Runtime,
     name: &str,
@@ -62,7 +62,7 @@ fn bench_app<S>(
 ) where
     S: tower::Service<
             Request<Body>,
-            Response = http::Response<Body>,
+            Response = http::Response<B>,
             Error = std::convert::Infallible,
         > + Clone,
 {

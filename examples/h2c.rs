@@ -17,6 +17,7 @@
 use axum::{
     Router,
     body::Bytes,
+    response::IntoResponse,
     routing::{get, post},
 };
 use tower::Layer;
@@ -46,6 +47,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3002".to_owned());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("listening on http://{}", listener.local_addr()?);
+    // `axum::serve` takes services that answer with axum's body: map the layer's response
+    // body into it (what `Router::layer` does for layers inside the router).
+    let app =
+        tower::ServiceExt::<axum::extract::Request>::map_response(app, IntoResponse::into_response);
     let app = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
     axum::serve(listener, app).await?;
     Ok(())

@@ -12,10 +12,10 @@ use hyper::upgrade::OnUpgrade;
 use pin_project_lite::pin_project;
 use tracing::Instrument;
 
+use crate::config::Config;
 use crate::error::{UpgradeError, UpgradeErrorKind};
 use crate::handler::UpgradeRequest;
 use crate::io::UpgradedIo;
-use crate::layer::Config;
 use crate::registry::Serve;
 use crate::tracker::{Event, Slot};
 

@@ -8,13 +8,16 @@ use std::task::{Context, Poll, ready};
 use http::Response;
 use pin_project_lite::pin_project;
 
+use crate::body::ResponseBody;
+
 /// The response of an upgrade that first reads the request body; boxed once per upgrade.
-pub(crate) type UpgradeFuture<B> = Pin<Box<dyn Future<Output = Response<B>> + Send>>;
+pub(crate) type UpgradeFuture<B> = Pin<Box<dyn Future<Output = Response<ResponseBody<B>>> + Send>>;
 
 pin_project! {
     /// Response future for [`Upgrade`](crate::Upgrade).
     ///
-    /// For a request that is not switched this is the inner service's future, unboxed.
+    /// For a request that is not switched this is the inner service's future, unboxed; its
+    /// response body is wrapped in [`ResponseBody`].
     pub struct ResponseFuture<F, B> {
         #[pin]
         kind: Kind<F, B>,
@@ -25,7 +28,7 @@ pin_project! {
     #[project = KindProj]
     enum Kind<F, B> {
         Future { #[pin] future: F },
-        Ready { response: Option<Response<B>> },
+        Ready { response: Option<Response<ResponseBody<B>>> },
         Upgrade { future: UpgradeFuture<B> },
     }
 }
@@ -37,7 +40,7 @@ impl<F, B> ResponseFuture<F, B> {
         }
     }
 
-    pub(crate) fn ready(response: Response<B>) -> Self {
+    pub(crate) fn ready(response: Response<ResponseBody<B>>) -> Self {
         Self {
             kind: Kind::Ready {
                 response: Some(response),
@@ -56,12 +59,14 @@ impl<F, B, E> Future for ResponseFuture<F, B>
 where
     F: Future<Output = Result<Response<B>, E>>,
 {
-    type Output = Result<Response<B>, E>;
+    type Output = Result<Response<ResponseBody<B>>, E>;
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Future { future } => future.poll(cx),
+            KindProj::Future { future } => future
+                .poll(cx)
+                .map(|res| res.map(|res| res.map(ResponseBody::inner))),
             KindProj::Ready { response } => {
                 Poll::Ready(Ok(response.take().expect("future polled after completion")))
             }

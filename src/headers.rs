@@ -7,8 +7,6 @@
 
 use http::header::{self, HeaderMap, HeaderValue};
 
-use crate::token::UpgradeToken;
-
 /// The most list elements (empty ones included) examined in one field, across all its lines.
 pub(crate) const MAX_LIST_ELEMENTS: usize = 64;
 
@@ -137,13 +135,6 @@ pub(crate) fn parse_protocol(elem: &[u8]) -> Result<(&[u8], Option<&[u8]>), List
         return Err(ListError::Invalid);
     }
     Ok((name, version))
-}
-
-/// Whether a parsed offer names `token` (name case-insensitive, version exact).
-#[inline]
-pub(crate) fn offer_matches(token: &UpgradeToken, name: &[u8], version: Option<&[u8]>) -> bool {
-    token.name().as_bytes().eq_ignore_ascii_case(name)
-        && token.version().map(str::as_bytes) == version
 }
 
 #[cfg(test)]
@@ -279,18 +270,5 @@ mod tests {
         assert!(!upgrades(&[b"close, upgrade"]));
         assert!(!upgrades(&[b"Upgrade", b"Close"]));
         assert!(!upgrades(&[b"keep-alive"]));
-    }
-
-    #[test]
-    fn offers_match_name_case_insensitively_and_version_exactly() {
-        let t = UpgradeToken::new("foo/2").unwrap();
-        assert!(offer_matches(&t, b"FOO", Some(b"2")));
-        assert!(!offer_matches(&t, b"foo", None));
-        assert!(!offer_matches(&t, b"foo", Some(b"20")));
-        let t = UpgradeToken::new("websocket").unwrap();
-        assert!(offer_matches(&t, b"WebSocket", None));
-        assert!(!offer_matches(&t, b"websocket", Some(b"13")));
-        let t = UpgradeToken::new("x/A").unwrap();
-        assert!(!offer_matches(&t, b"x", Some(b"a")));
     }
 }

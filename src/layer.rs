@@ -6,25 +6,12 @@ use std::time::Duration;
 
 use tower_layer::Layer;
 
+use crate::config::Config;
 use crate::error::{ConfigError, UpgradeError};
 use crate::handler::ProtocolHandler;
 use crate::registry::Registry;
 use crate::service::Upgrade;
 use crate::tracker::Tracker;
-
-/// Callback for failures after the `101`.
-pub(crate) type OnFailed = Arc<dyn Fn(&UpgradeError) + Send + Sync>;
-
-/// What the layer and its services share.
-#[derive(Clone, Default)]
-pub(crate) struct Config {
-    pub(crate) registry: Registry,
-    pub(crate) require_upgrade: bool,
-    pub(crate) server_order: bool,
-    pub(crate) on_failed: Option<OnFailed>,
-    pub(crate) tracker: Tracker,
-    pub(crate) idle_timeout: Option<Duration>,
-}
 
 /// Layer that switches protocols on HTTP/1.1 upgrade requests, with the handlers of a
 /// [`Registry`].
@@ -138,18 +125,5 @@ impl<S> Layer<S> for UpgradeLayer {
 impl fmt::Debug for UpgradeLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.config.fmt(f)
-    }
-}
-
-impl fmt::Debug for Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UpgradeLayer")
-            .field("registry", &self.registry)
-            .field("require_upgrade", &self.require_upgrade)
-            .field("server_order", &self.server_order)
-            .field("on_failed_upgrade", &self.on_failed.is_some())
-            .field("tracker", &self.tracker)
-            .field("idle_timeout", &self.idle_timeout)
-            .finish()
     }
 }

@@ -120,6 +120,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
+mod body;
+mod config;
 mod connection;
 mod error;
 mod future;
@@ -130,6 +132,7 @@ pub mod fuzzing;
 #[cfg(feature = "h2c")]
 #[cfg_attr(docsrs, doc(cfg(feature = "h2c")))]
 pub mod h2c;
+mod handle;
 mod handler;
 mod headers;
 mod io;
@@ -146,8 +149,10 @@ pub mod websocket;
 
 #[doc(inline)]
 pub use self::{
+    body::ResponseBody,
     error::{BoxError, ConfigError, ConfigErrorKind, UpgradeError, UpgradeErrorKind},
     future::ResponseFuture,
+    handle::{BoxBody, HttpService, ServiceHandle},
     handler::{
         Accepted, Decision, HandlerFn, IntoServeResult, ProtocolHandler, Rejection, UpgradeRequest,
         handler_fn,

@@ -1,6 +1,5 @@
 //! The registry of protocol handlers and the selection of a protocol for a request.
 
-use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -11,7 +10,7 @@ use http::{Method, Request, Version, request};
 
 use crate::error::{BoxError, ConfigError};
 use crate::handler::{Decision, ProtocolHandler, UpgradeRequest};
-use crate::headers::{List, ListError, connection_upgrades, offer_matches, parse_protocol};
+use crate::headers::{List, ListError, connection_upgrades, parse_protocol};
 use crate::io::UpgradedIo;
 use crate::token::UpgradeToken;
 
@@ -24,11 +23,8 @@ pub(crate) type Serve = Box<dyn FnOnce(UpgradedIo, UpgradeRequest) -> ServeFutur
 /// A handler with its state type erased, so that handlers of different types share a list.
 pub(crate) trait ErasedHandler: Send + Sync {
     fn supports_http2(&self) -> bool;
+    fn needs_service(&self) -> bool;
     fn accept(&self, req: &request::Parts) -> Decision<Serve>;
-    /// The handler itself, an `Arc<H>`, for built-in handlers that the service serves in a
-    /// way of its own (h2c serves the service itself).
-    #[cfg_attr(not(feature = "h2c"), allow(dead_code))]
-    fn handler(&self) -> &(dyn Any + Send + Sync);
 }
 
 struct Erased<H>(Arc<H>);
@@ -38,15 +34,15 @@ impl<H: ProtocolHandler> ErasedHandler for Erased<H> {
         self.0.supports_http2()
     }
 
+    fn needs_service(&self) -> bool {
+        self.0.needs_service()
+    }
+
     fn accept(&self, req: &request::Parts) -> Decision<Serve> {
         self.0.accept(req).map(|state| {
             let handler = Arc::clone(&self.0);
             Box::new(move |io, req| Box::pin(handler.serve(io, req, state)) as ServeFuture) as Serve
         })
-    }
-
-    fn handler(&self) -> &(dyn Any + Send + Sync) {
-        &self.0
     }
 }
 
@@ -221,7 +217,7 @@ impl Registry {
                 .inner
                 .entries
                 .iter()
-                .position(|e| offer_matches(&e.token, name, version));
+                .position(|e| e.token.matches_offer(name, version));
             if let Some(i) = found {
                 best = Some(best.map_or(i, |b| b.min(i)));
             }

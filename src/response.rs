@@ -1,9 +1,9 @@
 //! The responses the layer builds itself: `101`, `426`, and its own rejections.
 
-use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Response, StatusCode, Version};
 
+use crate::body::ResponseBody;
 use crate::handler::Rejection;
 use crate::registry::Registry;
 use crate::tracker::Tracker;
@@ -15,12 +15,12 @@ const UPGRADE: HeaderValue = HeaderValue::from_static("upgrade");
 /// RFC 9110 §15.2.2: the `101` names the new protocol in `Upgrade`, and (§7.6.1) lists
 /// `upgrade` in `Connection`. No `Content-Length` or `Transfer-Encoding` (§8.6): hyper
 /// writes none for a `101` with an empty body.
-pub(crate) fn switching<B: From<Bytes>>(
+pub(crate) fn switching<B>(
     token: &HeaderValue,
     extra: HeaderMap,
     http2: bool,
-) -> Response<B> {
-    let mut res = Response::new(B::from(Bytes::new()));
+) -> Response<ResponseBody<B>> {
+    let mut res = Response::new(ResponseBody::default());
     *res.headers_mut() = extra;
     if http2 {
         // RFC 8441 §5: success is a 2xx; connection-specific fields are malformed in HTTP/2.
@@ -34,10 +34,10 @@ pub(crate) fn switching<B: From<Bytes>>(
 }
 
 /// `426 Upgrade Required` with every registered protocol in `Upgrade` (RFC 9110 §15.5.22).
-pub(crate) fn upgrade_required<B: From<Bytes>>(
+pub(crate) fn upgrade_required<B>(
     registry: &Registry,
     version: Version,
-) -> Response<B> {
+) -> Response<ResponseBody<B>> {
     let mut rejection = Rejection::new(
         StatusCode::UPGRADE_REQUIRED,
         upgrade_required_reason(registry),
@@ -62,12 +62,12 @@ fn upgrade_required_reason(registry: &Registry) -> String {
     }
 }
 
-pub(crate) fn rejection_response<B: From<Bytes>>(rejection: Rejection) -> Response<B> {
-    rejection.into_response().map(B::from)
+pub(crate) fn rejection_response<B>(rejection: Rejection) -> Response<ResponseBody<B>> {
+    rejection.into_response().map(ResponseBody::text)
 }
 
 /// `503 Service Unavailable` with `Retry-After`, for limits and shutdown.
-pub(crate) fn unavailable<B: From<Bytes>>(tracker: &Tracker, reason: &'static str) -> Response<B> {
+pub(crate) fn unavailable<B>(tracker: &Tracker, reason: &'static str) -> Response<ResponseBody<B>> {
     rejection_response(
         Rejection::new(StatusCode::SERVICE_UNAVAILABLE, reason)
             .header(header::RETRY_AFTER, tracker.retry_after()),

@@ -11,12 +11,14 @@ use http_body_util::{BodyExt, Limited};
 use hyper::upgrade::OnUpgrade;
 use tower_service::Service;
 
+use crate::body::ResponseBody;
+use crate::config::Config;
 use crate::connection;
 use crate::error::BoxError;
 use crate::future::ResponseFuture;
+use crate::handle::ServiceHandle;
 use crate::handler::{Decision, Rejection, UpgradeRequest};
 use crate::headers::ListError;
-use crate::layer::Config;
 use crate::registry::Selection;
 use crate::response::{rejection_response, switching, unavailable, upgrade_required};
 use crate::tracker::{Event, Refusal};
@@ -44,13 +46,18 @@ use crate::tracker::{Event, Refusal};
 ///
 /// # Bounds
 ///
+/// The response body is the crate's own [`ResponseBody`]: the inner body, or the layer's
+/// short text. It implements [`Default`] and asks nothing of the inner body but to be a
+/// [`Body`], so the layer composes with tower-http layers on either side.
+///
 /// The inner service must be `Clone + Send + 'static` with a `Send + 'static` future and an
-/// error that converts into [`BoxError`](crate::BoxError), and its response body must be an
-/// [`http_body::Body`] (with `Send` data and a convertible error) that can also be made from
-/// [`Bytes`](bytes::Bytes). That is what hyper needs to serve a service over HTTP/2, which the
-/// `h2c` handler does with the whole `Upgrade` service after the switch. The bounds hold
-/// whatever features are enabled, so that enabling one never breaks a build. axum's
-/// `Router` and `Route` meet them.
+/// error that converts into [`BoxError`](crate::BoxError), and its request and response
+/// bodies must be `Send + 'static` [`Body`]s with errors that convert too. That is what it
+/// takes to read an upgrade request's body before the switch, and to hand the service to a
+/// handler that [needs it](crate::ProtocolHandler::needs_service) as a type-erased
+/// [`ServiceHandle`](crate::ServiceHandle). The bounds are the same whatever features are
+/// enabled, so that enabling one never breaks a build. axum's `Router` and `Route`, hyper's
+/// `Incoming`, and tower-http's bodies meet them.
 pub struct Upgrade<S> {
     inner: S,
     config: Arc<Config>,
@@ -103,11 +110,10 @@ where
     ReqBody: Body + Send + 'static,
     ReqBody::Data: Send,
     ReqBody::Error: Into<BoxError>,
-    ResBody: Body + From<Bytes> + Send + 'static,
-    ResBody::Data: Send,
+    ResBody: Body + Send + 'static,
     ResBody::Error: Into<BoxError>,
 {
-    type Response = Response<ResBody>;
+    type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future, ResBody>;
 
@@ -146,7 +152,6 @@ impl<S> Upgrade<S> {
     ) -> ResponseFuture<S::Future, ResBody>
     where
         S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-        ResBody: From<Bytes>,
     {
         if self.config.require_upgrade {
             return ResponseFuture::ready(upgrade_required(&self.config.registry, req.version()));
@@ -167,8 +172,7 @@ impl<S> Upgrade<S> {
         ReqBody: Body + Send + 'static,
         ReqBody::Data: Send,
         ReqBody::Error: Into<BoxError>,
-        ResBody: Body + From<Bytes> + Send + 'static,
-        ResBody::Data: Send,
+        ResBody: Body + Send + 'static,
         ResBody::Error: Into<BoxError>,
     {
         let entry = self.config.registry.entry(index);
@@ -181,20 +185,13 @@ impl<S> Upgrade<S> {
             return ResponseFuture::ready(unavailable(tracker, "server is shutting down\n"));
         }
         let (mut parts, body) = req.into_parts();
-        // h2c serves this very service over HTTP/2 after the switch, so its `serve` step is
-        // bound here, with a clone of `self`, rather than by the handler.
-        #[cfg(feature = "h2c")]
-        let decision = match entry
-            .handler
-            .handler()
-            .downcast_ref::<Arc<crate::h2c::H2c>>()
-        {
-            Some(h2c) => crate::h2c::accept(h2c, &parts, self),
-            None => entry.handler.accept(&parts),
-        };
-        #[cfg(not(feature = "h2c"))]
-        let decision = entry.handler.accept(&parts);
-        let accepted = match decision {
+        // A handler that carries HTTP requests on the connection gets this very service,
+        // erased; the handle goes with the request head into `serve`.
+        let needs_service = entry.handler.needs_service();
+        if needs_service {
+            parts.extensions.insert(ServiceHandle::new(self.clone()));
+        }
+        let accepted = match entry.handler.accept(&parts) {
             Decision::Accept(accepted) => accepted,
             Decision::Reject(rejection) => {
                 tracker.record(&protocol, Event::RejectedByHandler);
@@ -208,6 +205,9 @@ impl<S> Upgrade<S> {
             }
             Decision::Decline => {
                 tracker.record(&protocol, Event::Declined);
+                if needs_service {
+                    parts.extensions.remove::<ServiceHandle>();
+                }
                 return self.pass(Request::from_parts(parts, body));
             }
         };
@@ -219,6 +219,9 @@ impl<S> Upgrade<S> {
         {
             tracker.record(&protocol, Event::Declined);
             tracing::debug!(protocol = %entry.token, "upgrade declined: request body not accepted");
+            if needs_service {
+                parts.extensions.remove::<ServiceHandle>();
+            }
             return self.pass(Request::from_parts(parts, body));
         }
         // Never send a 101 that cannot be honoured. hyper attaches `OnUpgrade` to every

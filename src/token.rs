@@ -81,10 +81,17 @@ impl UpgradeToken {
         self.name().eq_ignore_ascii_case(other.name()) && self.version() == other.version()
     }
 
+    /// Whether a parsed offer names this protocol (name case-insensitive, version exact).
+    #[inline]
+    pub(crate) fn matches_offer(&self, name: &[u8], version: Option<&[u8]>) -> bool {
+        self.name().as_bytes().eq_ignore_ascii_case(name)
+            && self.version().map(str::as_bytes) == version
+    }
+
     /// Whether this token matches an RFC 8441 `:protocol` value.
     pub(crate) fn matches_str(&self, offer: &str) -> bool {
         parse_protocol(offer.as_bytes())
-            .is_ok_and(|(name, version)| crate::headers::offer_matches(self, name, version))
+            .is_ok_and(|(name, version)| self.matches_offer(name, version))
     }
 }
 
@@ -137,5 +144,18 @@ mod tests {
         assert!(a.same_protocol(&UpgradeToken::new("fOO/A").unwrap()));
         assert!(!a.same_protocol(&UpgradeToken::new("foo/a").unwrap()));
         assert!(!a.same_protocol(&UpgradeToken::new("foo").unwrap()));
+    }
+
+    #[test]
+    fn offers_match_name_case_insensitively_and_version_exactly() {
+        let t = UpgradeToken::new("foo/2").unwrap();
+        assert!(t.matches_offer(b"FOO", Some(b"2")));
+        assert!(!t.matches_offer(b"foo", None));
+        assert!(!t.matches_offer(b"foo", Some(b"20")));
+        let t = UpgradeToken::new("websocket").unwrap();
+        assert!(t.matches_offer(b"WebSocket", None));
+        assert!(!t.matches_offer(b"websocket", Some(b"13")));
+        let t = UpgradeToken::new("x/A").unwrap();
+        assert!(!t.matches_offer(b"x", Some(b"a")));
     }
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -84,6 +85,8 @@ async fn spawn_axum(failures: &Arc<AtomicUsize>) -> SocketAddr {
     let app = layer(failures).layer(router());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let app =
+        tower::ServiceExt::<axum::extract::Request>::map_response(app, IntoResponse::into_response);
     let app = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
     tokio::spawn(async move { axum::serve(listener, app).await });
     addr

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::response::IntoResponse;
 use axum::routing::{any, get, post};
 use tower::Layer;
 use tower_upgrade::h2c::H2c;
@@ -140,6 +141,10 @@ async fn spawn_app() -> (SocketAddr, Tracker) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
+        let app = tower::ServiceExt::<axum::extract::Request>::map_response(
+            app,
+            IntoResponse::into_response,
+        );
         axum::serve(
             listener,
             axum::ServiceExt::<axum::extract::Request>::into_make_service(app),

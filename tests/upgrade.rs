@@ -11,6 +11,7 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::routing::{get, post};
 use http::StatusCode;
 use http::request::Parts;
+use http_body_util::BodyExt;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tower_upgrade::{
@@ -580,7 +581,7 @@ async fn requests_that_cannot_switch_get_500_not_101() {
     let res = svc.oneshot(req).await.unwrap();
     assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(res.headers().get("upgrade"), None);
-    let body = axum::body::to_bytes(res.into_body(), 1024).await.unwrap();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(body, "this connection cannot switch protocols\n");
     assert_eq!(calls.load(Ordering::SeqCst), 0);
 }

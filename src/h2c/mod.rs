@@ -169,6 +169,7 @@ mod service;
 pub(crate) mod settings;
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -179,12 +180,10 @@ use http::{Method, request};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
-use crate::error::BoxError;
-use crate::handler::{Accepted, Decision, ProtocolHandler, UpgradeRequest};
 use crate::headers::{List, connection_has};
-use crate::io::UpgradedIo;
-
-pub(crate) use self::service::accept;
+use crate::{
+    Accepted, BoxError, Decision, ProtocolHandler, ServiceHandle, UpgradeRequest, UpgradedIo,
+};
 
 /// The largest request body replayed as stream 1: the initial HTTP/2 flow-control window
 /// (RFC 9113 §6.9.2), which is all the server may receive before the client has seen its
@@ -200,16 +199,16 @@ const HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 /// The `h2c` protocol handler: serves the wrapped service over HTTP/2 after an upgrade.
 ///
 /// Register it with [`UpgradeLayer::protocol`](crate::UpgradeLayer::protocol) on a layer
-/// that wraps the whole app. [`Upgrade`](crate::Upgrade) recognises it and serves itself
-/// over HTTP/2 on the upgraded connection.
+/// that wraps the whole app. It is an ordinary [`ProtocolHandler`] that
+/// [needs the wrapped service](ProtocolHandler::needs_service): the layer hands it a
+/// [`ServiceHandle`], and it serves that service, through the layer, over HTTP/2 on the
+/// upgraded connection.
 ///
 /// See the [module docs](crate::h2c) for an example.
 #[must_use]
 pub struct H2c {
     /// The user's conversion from hyper's body, if any.
-    convert: Option<service::AnyConvert>,
-    /// The body type `convert` makes, for diagnostics.
-    convert_type: Option<&'static str>,
+    convert: Option<service::Convert>,
     preface_timeout: Duration,
     /// Whether a missing body conversion has been reported at `error` level already.
     reported: AtomicBool,
@@ -220,7 +219,6 @@ impl H2c {
     pub fn new() -> Self {
         Self {
             convert: None,
-            convert_type: None,
             preface_timeout: Duration::from_secs(10),
             reported: AtomicBool::new(false),
         }
@@ -241,8 +239,7 @@ impl H2c {
         F: Fn(Incoming) -> B + Send + Sync + 'static,
         B: 'static,
     {
-        self.convert = Some(service::erase_convert(f));
-        self.convert_type = Some(std::any::type_name::<B>());
+        self.convert = Some(service::Convert::new(f));
         self
     }
 
@@ -256,7 +253,7 @@ impl H2c {
     }
 
     fn report_missing_conversion(&self, body: &'static str) {
-        let configured = self.convert_type.unwrap_or("none");
+        let configured = self.convert.as_ref().map_or("none", |c| c.body_name);
         if self.reported.swap(true, Ordering::Relaxed) {
             tracing::debug!(body, "h2c upgrade declined: no request body conversion");
         } else {
@@ -280,7 +277,7 @@ impl Default for H2c {
 impl fmt::Debug for H2c {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("H2c")
-            .field("request_body", &self.convert_type)
+            .field("request_body", &self.convert.as_ref().map(|c| c.body_name))
             .field("preface_timeout", &self.preface_timeout)
             .finish_non_exhaustive()
     }
@@ -347,7 +344,22 @@ impl ProtocolHandler for H2c {
         "h2c"
     }
 
+    /// h2c serves the wrapped service over HTTP/2.
+    fn needs_service(&self) -> bool {
+        true
+    }
+
     fn accept(&self, req: &request::Parts) -> Decision<H2cHandshake> {
+        // The service must take a body made from hyper's, or every HTTP/2 request would
+        // fail after the switch: decline instead, and say why once.
+        match req.extensions.get::<ServiceHandle>() {
+            Some(handle) if service::can_serve(self, handle) => {}
+            Some(handle) => {
+                self.report_missing_conversion(handle.request_body_type_name());
+                return Decision::Decline;
+            }
+            None => return Decision::Decline,
+        }
         // Without `OnUpgrade` the connection cannot switch; h2c is only ever an offer, so
         // the request is simply served over HTTP/1.1 (not answered 500).
         let checked = if req.extensions.get::<OnUpgrade>().is_none() {
@@ -366,15 +378,15 @@ impl ProtocolHandler for H2c {
         }
     }
 
-    /// Only [`Upgrade`](crate::Upgrade) can serve h2c, because it serves itself: it never
-    /// calls this method. Called directly, it fails at once.
-    async fn serve(
+    /// Serves the wrapped service, found in the request's extensions, over HTTP/2 on the
+    /// upgraded connection, starting with the upgrade request on stream 1.
+    fn serve(
         self: Arc<Self>,
-        _io: UpgradedIo,
-        _req: UpgradeRequest,
-        _state: H2cHandshake,
-    ) -> Result<(), BoxError> {
-        Err("h2c is served by the `Upgrade` service that selected it, not by `H2c::serve`".into())
+        io: UpgradedIo,
+        req: UpgradeRequest,
+        state: H2cHandshake,
+    ) -> impl Future<Output = Result<(), BoxError>> + Send {
+        service::serve(self, io, req, state.settings)
     }
 }
 

@@ -1,168 +1,115 @@
-//! Serving the wrapped service over HTTP/2 after the switch.
+//! Serving the wrapped service over HTTP/2 after the switch, through the
+//! [`ServiceHandle`] the layer hands to handlers that need it.
 
-use std::any::{Any, TypeId};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
-use http::{Method, Request, Response, request};
-use http_body::{Body, Frame, SizeHint};
+use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use hyper::server::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use pin_project_lite::pin_project;
-use tower_service::Service;
 
 use super::io::H2cIo;
 use super::{H2c, MAX_HEADER_LIST_SIZE, frames};
-use crate::error::BoxError;
-use crate::handler::{Decision, ProtocolHandler, UpgradeRequest};
-use crate::io::UpgradedIo;
-use crate::registry::{Serve, ServeFuture};
-use crate::service::Upgrade;
+use crate::{BoxBody, BoxError, HttpService, ServiceHandle, UpgradeRequest, UpgradedIo};
 
-/// A user-supplied conversion from hyper's body, erased: an
-/// `Arc<dyn Fn(Incoming) -> B + Send + Sync>` for some `B`, found again by downcasting.
-pub(super) type AnyConvert = Arc<dyn Any + Send + Sync>;
-
-/// A conversion to `B`, typed; what [`AnyConvert`] holds.
-type Convert<B> = Arc<dyn Fn(Incoming) -> B + Send + Sync>;
-
-pub(super) fn erase_convert<B, F>(f: F) -> AnyConvert
-where
-    F: Fn(Incoming) -> B + Send + Sync + 'static,
-    B: 'static,
-{
-    let f: Convert<B> = Arc::new(f);
-    Arc::new(f)
+/// A user-supplied conversion from hyper's body to the service's, with its body type
+/// erased.
+#[derive(Clone)]
+pub(super) struct Convert {
+    /// Whether the service's request body is the one this conversion makes.
+    fits: fn(&ServiceHandle) -> bool,
+    /// The service, taking hyper's body and converting it.
+    make: Arc<dyn Fn(&ServiceHandle) -> Option<HttpService<Incoming>> + Send + Sync>,
+    /// The body type made, for diagnostics.
+    pub(super) body_name: &'static str,
 }
 
-/// How hyper's [`Incoming`] becomes the service's request body; chosen once per connection,
-/// so that each request costs no allocation of ours.
-enum IntoBody<B> {
-    /// `B` is [`Incoming`].
-    Identity,
-    /// `B` is axum's `Body`.
+impl Convert {
+    pub(super) fn new<B, F>(f: F) -> Self
+    where
+        F: Fn(Incoming) -> B + Send + Sync + 'static,
+        B: 'static,
+    {
+        let f = Arc::new(f);
+        Self {
+            fits: ServiceHandle::is_request_body::<B>,
+            make: Arc::new(move |handle: &ServiceHandle| {
+                let f = Arc::clone(&f);
+                handle.service_with(move |body: Incoming| f(body))
+            }),
+            body_name: std::any::type_name::<B>(),
+        }
+    }
+}
+
+/// Whether the service's request body can be made from hyper's: it is hyper's [`Incoming`]
+/// itself, axum's body (with the `axum` feature), or the body of the user's conversion.
+pub(super) fn can_serve(h2c: &H2c, handle: &ServiceHandle) -> bool {
+    h2c.convert.as_ref().is_some_and(|c| (c.fits)(handle))
+        || handle.is_request_body::<Incoming>()
+        || is_axum_body(handle)
+}
+
+#[cfg(feature = "axum")]
+fn is_axum_body(handle: &ServiceHandle) -> bool {
+    handle.is_request_body::<axum_core::body::Body>()
+}
+
+#[cfg(not(feature = "axum"))]
+fn is_axum_body(_handle: &ServiceHandle) -> bool {
+    false
+}
+
+/// The wrapped service, taking hyper's body; chosen once per connection, so that a request
+/// costs no conversion of ours beyond the body's own wrapper.
+fn service(h2c: &H2c, handle: &ServiceHandle) -> Option<HttpService<Incoming>> {
+    if let Some(convert) = h2c.convert.as_ref().filter(|c| (c.fits)(handle)) {
+        return (convert.make)(handle);
+    }
+    if handle.is_request_body::<Incoming>() {
+        return handle.service::<Incoming>();
+    }
     #[cfg(feature = "axum")]
-    Axum,
-    /// The user's conversion.
-    Custom(Convert<B>),
-}
-
-impl<B: 'static> IntoBody<B> {
-    fn select(h2c: &H2c) -> Option<Self> {
-        if let Some(f) = h2c
-            .convert
-            .as_ref()
-            .and_then(|f| f.downcast_ref::<Convert<B>>())
-        {
-            return Some(Self::Custom(Arc::clone(f)));
-        }
-        if TypeId::of::<B>() == TypeId::of::<Incoming>() {
-            return Some(Self::Identity);
-        }
-        #[cfg(feature = "axum")]
-        if TypeId::of::<B>() == TypeId::of::<axum_core::body::Body>() {
-            return Some(Self::Axum);
-        }
-        None
+    if is_axum_body(handle) {
+        return handle.service_with(axum_core::body::Body::new::<Incoming>);
     }
-
-    fn convert(&self, body: Incoming) -> B {
-        match self {
-            Self::Identity => cast(body),
-            #[cfg(feature = "axum")]
-            Self::Axum => cast(axum_core::body::Body::new(body)),
-            Self::Custom(f) => f(body),
-        }
-    }
+    None
 }
 
-impl<B> Clone for IntoBody<B> {
-    fn clone(&self) -> Self {
-        match self {
-            Self::Identity => Self::Identity,
-            #[cfg(feature = "axum")]
-            Self::Axum => Self::Axum,
-            Self::Custom(f) => Self::Custom(Arc::clone(f)),
-        }
-    }
-}
-
-/// Moves a `T` into a `U` when they are the same type, without allocating.
-fn cast<T: 'static, U: 'static>(value: T) -> U {
-    let mut slot = Some(value);
-    (&mut slot as &mut dyn Any)
-        .downcast_mut::<Option<U>>()
-        .and_then(Option::take)
-        .expect("body type checked when the connection started")
-}
-
-/// The h2c step of [`Upgrade::switch`]: decides like [`H2c::accept`] and, when it accepts,
-/// binds a clone of the whole [`Upgrade`] service into the `serve` step, which serves it
-/// over HTTP/2 on the upgraded connection.
-pub(crate) fn accept<S, ReqBody, ResBody>(
-    h2c: &Arc<H2c>,
-    parts: &request::Parts,
-    service: &Upgrade<S>,
-) -> Decision<Serve>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    ReqBody: http_body::Body + Send + 'static,
-    ReqBody::Data: Send,
-    ReqBody::Error: Into<BoxError>,
-    ResBody: http_body::Body + From<Bytes> + Send + 'static,
-    ResBody::Data: Send,
-    ResBody::Error: Into<BoxError>,
-{
-    let Some(into_body) = IntoBody::<ReqBody>::select(h2c) else {
-        h2c.report_missing_conversion(std::any::type_name::<ReqBody>());
-        return Decision::Decline;
-    };
-    h2c.accept(parts).map(|handshake| {
-        let h2c = Arc::clone(h2c);
-        let service = service.clone();
-        Box::new(move |io: UpgradedIo, req: UpgradeRequest| {
-            Box::pin(serve(h2c, service, into_body, io, req, handshake.settings)) as ServeFuture
-        }) as Serve
-    })
-}
-
-async fn serve<S, ReqBody, ResBody>(
+/// Runs the HTTP/2 connection: stream 1 replays the upgrade request, later streams are the
+/// client's own; every request goes to the wrapped service through the handle.
+pub(super) async fn serve(
     h2c: Arc<H2c>,
-    service: Upgrade<S>,
-    into_body: IntoBody<ReqBody>,
     io: UpgradedIo,
     req: UpgradeRequest,
     settings: Bytes,
-) -> Result<(), BoxError>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    ReqBody: http_body::Body + Send + 'static,
-    ReqBody::Data: Send,
-    ReqBody::Error: Into<BoxError>,
-    ResBody: http_body::Body + From<Bytes> + Send + 'static,
-    ResBody::Data: Send,
-    ResBody::Error: Into<BoxError>,
-{
-    let stream1 = frames::stream1(&req.parts, &req.body);
-    let io = H2cIo::new(io, settings, stream1, req.body.len(), h2c.preface_timeout);
+) -> Result<(), BoxError> {
+    let handle = req
+        .extensions()
+        .get::<ServiceHandle>()
+        .ok_or("h2c is served by the `Upgrade` layer, which hands it the wrapped service")?;
+    let service = service(&h2c, handle).ok_or_else(|| {
+        format!(
+            "h2c cannot make the request body `{}` from hyper's `Incoming`",
+            handle.request_body_type_name()
+        )
+    })?;
+    let stream1 = frames::stream1(req.parts(), req.body());
+    let io = H2cIo::new(io, settings, stream1, req.body().len(), h2c.preface_timeout);
     let shutdown = req.shutdown().clone();
+    // The request head, and the handle in it, are not kept for the connection's life.
     drop(req);
-    let service = H2cService { service, into_body };
     let conn = http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
         // As `axum::serve` does: RFC 8441 extended CONNECT reaches the layer, so WebSocket
         // over HTTP/2 works on an upgraded connection too.
         .enable_connect_protocol()
         .max_header_list_size(MAX_HEADER_LIST_SIZE)
-        .serve_connection(TokioIo::new(io), service);
+        .serve_connection(TokioIo::new(io), H2cService { service });
     let mut conn = std::pin::pin!(conn);
     // Graceful shutdown: GOAWAY, then finish the streams in flight.
     tokio::select! {
@@ -172,124 +119,38 @@ where
     conn.await.map_err(Into::into)
 }
 
-/// The [`Upgrade`] service as hyper's HTTP/2 server calls it.
-struct H2cService<S, B> {
-    service: Upgrade<S>,
-    into_body: IntoBody<B>,
+/// The wrapped service as hyper's HTTP/2 server calls it: a `HEAD` gets no body.
+struct H2cService {
+    service: HttpService<Incoming>,
 }
 
-impl<S, ReqBody, ResBody> hyper::service::Service<Request<Incoming>> for H2cService<S, ReqBody>
-where
-    Upgrade<S>: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
-    ReqBody: 'static,
-{
-    type Response = Response<H2cBody<ResBody>>;
-    type Error = <Upgrade<S> as Service<Request<ReqBody>>>::Error;
-    type Future = H2cFuture<Upgrade<S>, ReqBody>;
+impl hyper::service::Service<Request<Incoming>> for H2cService {
+    type Response = Response<BoxBody>;
+    type Error = BoxError;
+    type Future = H2cFuture;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
-        let head = req.method() == Method::HEAD;
-        let req = req.map(|body| self.into_body.convert(body));
         H2cFuture {
-            head,
-            state: State::Ready {
-                service: self.service.clone(),
-                req: Some(req),
-            },
+            head: req.method() == Method::HEAD,
+            future: hyper::service::Service::call(&self.service, req),
         }
     }
 }
 
-pin_project! {
-    /// Waits for the service to be ready, then calls it: a tower `Oneshot`, unboxed.
-    struct H2cFuture<S, B>
-    where
-        S: Service<Request<B>>,
-    {
-        head: bool,
-        #[pin]
-        state: State<S, B>,
-    }
+struct H2cFuture {
+    head: bool,
+    future: <HttpService<Incoming> as hyper::service::Service<Request<Incoming>>>::Future,
 }
 
-pin_project! {
-    #[project = StateProj]
-    enum State<S, B>
-    where
-        S: Service<Request<B>>,
-    {
-        Ready { service: S, req: Option<Request<B>> },
-        Call { #[pin] future: S::Future },
-    }
-}
+impl Future for H2cFuture {
+    type Output = Result<Response<BoxBody>, BoxError>;
 
-impl<S, B, ResBody> Future for H2cFuture<S, B>
-where
-    S: Service<Request<B>, Response = Response<ResBody>>,
-{
-    type Output = Result<Response<H2cBody<ResBody>>, S::Error>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        loop {
-            match this.state.as_mut().project() {
-                StateProj::Ready { service, req } => {
-                    ready!(service.poll_ready(cx))?;
-                    let req = req.take().expect("future polled after completion");
-                    let future = service.call(req);
-                    this.state.set(State::Call { future });
-                }
-                StateProj::Call { future } => {
-                    let res = ready!(future.poll(cx))?;
-                    let head = *this.head;
-                    return Poll::Ready(Ok(res.map(|body| {
-                        // hyper's HTTP/2 server sends whatever body it gets, also for HEAD.
-                        if head {
-                            H2cBody::Empty
-                        } else {
-                            H2cBody::Body { body }
-                        }
-                    })));
-                }
-            }
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut res = ready!(self.future.as_mut().poll(cx))?;
+        // hyper's HTTP/2 server sends whatever body it gets, also for HEAD.
+        if self.head {
+            *res.body_mut() = BoxBody::default();
         }
-    }
-}
-
-pin_project! {
-    /// The response body: the service's, or none for a `HEAD` request.
-    #[project = H2cBodyProj]
-    enum H2cBody<B> {
-        Body { #[pin] body: B },
-        Empty,
-    }
-}
-
-impl<B: Body> Body for H2cBody<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        match self.project() {
-            H2cBodyProj::Body { body } => body.poll_frame(cx),
-            H2cBodyProj::Empty => Poll::Ready(None),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            Self::Body { body } => body.is_end_stream(),
-            Self::Empty => true,
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            Self::Body { body } => body.size_hint(),
-            Self::Empty => SizeHint::with_exact(0),
-        }
+        Poll::Ready(Ok(res))
     }
 }

@@ -1,0 +1,36 @@
+//! What an [`UpgradeLayer`](crate::UpgradeLayer) and its services share.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::UpgradeError;
+use crate::registry::Registry;
+use crate::tracker::Tracker;
+
+/// Callback for failures after the `101`.
+pub(crate) type OnFailed = Arc<dyn Fn(&UpgradeError) + Send + Sync>;
+
+/// What the layer and its services share.
+#[derive(Clone, Default)]
+pub(crate) struct Config {
+    pub(crate) registry: Registry,
+    pub(crate) require_upgrade: bool,
+    pub(crate) server_order: bool,
+    pub(crate) on_failed: Option<OnFailed>,
+    pub(crate) tracker: Tracker,
+    pub(crate) idle_timeout: Option<Duration>,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpgradeLayer")
+            .field("registry", &self.registry)
+            .field("require_upgrade", &self.require_upgrade)
+            .field("server_order", &self.server_order)
+            .field("on_failed_upgrade", &self.on_failed.is_some())
+            .field("tracker", &self.tracker)
+            .field("idle_timeout", &self.idle_timeout)
+            .finish()
+    }
+}
