@@ -21,7 +21,7 @@ use crate::tracker::{Event, Slot};
 
 /// What the task needs until the switch. Boxed, and freed at the switch: the task's own
 /// state is allocated once for its whole life, so only what the long-lived part needs may
-/// be in it (an idle WebSocket must cost little).
+/// be in it (an idle upgraded connection must cost little).
 struct Pending {
     on_upgrade: OnUpgrade,
     serve: Serve,

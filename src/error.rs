@@ -93,6 +93,9 @@ impl StdError for ConfigError {}
 
 /// A failure after the `101 Switching Protocols` went out.
 ///
+/// Its `Display` names the protocol and what went wrong; the cause (the handler's error,
+/// the panic message, hyper's error) is its [`source`](StdError::source).
+///
 /// These are reported to the [`on_failed_upgrade`](crate::UpgradeLayer::on_failed_upgrade)
 /// callback and logged with `tracing`; they never reach the client as an HTTP response (the
 /// connection no longer speaks HTTP) and never take the server down.
@@ -160,11 +163,9 @@ impl fmt::Display for UpgradeError {
             UpgradeErrorKind::Panic => "protocol handler panicked",
             UpgradeErrorKind::Aborted => "upgraded connection aborted at shutdown deadline",
         };
-        write!(f, "{}: {what}", self.protocol)?;
-        if let Some(source) = &self.source {
-            write!(f, ": {source}")?;
-        }
-        Ok(())
+        // hyper's rule: the cause is reached through `source()`, never printed here too,
+        // so that error-chain reporters print it once.
+        write!(f, "{}: {what}", self.protocol)
     }
 }
 
@@ -173,5 +174,35 @@ impl StdError for UpgradeError {
         self.source
             .as_deref()
             .map(|e| e as &(dyn StdError + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upgrade_error_prints_its_cause_once() {
+        let error = UpgradeError::new(
+            UpgradeErrorKind::Handler,
+            "upper/1",
+            Some("the peer sent garbage".into()),
+        );
+        assert_eq!(error.to_string(), "upper/1: protocol handler failed");
+        assert_eq!(
+            error.source().map(ToString::to_string).as_deref(),
+            Some("the peer sent garbage")
+        );
+        // As an error-chain reporter prints it: each cause once.
+        let mut chain = vec![error.to_string()];
+        let mut source = error.source();
+        while let Some(e) = source {
+            chain.push(e.to_string());
+            source = e.source();
+        }
+        assert_eq!(
+            chain.join(": "),
+            "upper/1: protocol handler failed: the peer sent garbage"
+        );
     }
 }

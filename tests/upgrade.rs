@@ -495,7 +495,9 @@ fn failing_layer(tx: mpsc::UnboundedSender<(UpgradeErrorKind, String)>) -> Upgra
         .protocol(upper())
         .unwrap()
         .on_failed_upgrade(move |e| {
-            let _ = tx.send((e.kind(), e.to_string()));
+            // The cause is the error's source, not part of its `Display`.
+            let cause = std::error::Error::source(e).map(ToString::to_string);
+            let _ = tx.send((e.kind(), format!("{e}: {}", cause.unwrap_or_default())));
         })
 }
 

@@ -12,7 +12,7 @@ use http::header::{HeaderMap, HeaderValue, IntoHeaderName};
 use crate::error::BoxError;
 use crate::io::UpgradedIo;
 
-#[allow(unused_imports)] // used by the websocket module
+#[allow(unused_imports)] // for the protocol modules
 pub(crate) use self::handler_fn::ServeResult;
 pub use self::handler_fn::{HandlerFn, IntoServeResult, handler_fn};
 pub use self::rejection::Rejection;

@@ -140,7 +140,7 @@ mod tests {
     #[test]
     fn the_request_head_is_copied_out_of_the_read_buffer() {
         // As hyper does: the URI and header values are views into one big read buffer.
-        let mut buffer = b"/chat?room=1 websocket secret".to_vec();
+        let mut buffer = b"/chat?room=1 upper/1.0 secret".to_vec();
         buffer.resize(8192, 0);
         let buffer = Bytes::from(buffer);
         let mut req = http::Request::new(());
@@ -153,20 +153,20 @@ mod tests {
         assert!(!buffer.is_unique());
 
         let (parts, ()) = req.into_parts();
-        let token = UpgradeToken::new("websocket").unwrap();
+        let token = UpgradeToken::new("upper/1.0").unwrap();
         let req = UpgradeRequest::new(parts, token, Bytes::new(), Tracker::new().signal());
         assert!(
             buffer.is_unique(),
             "the request still holds the read buffer"
         );
         assert_eq!(req.uri(), "/chat?room=1");
-        assert_eq!(req.headers()[header::UPGRADE], "websocket");
+        assert_eq!(req.headers()[header::UPGRADE], "upper/1.0");
         assert!(req.headers()[header::AUTHORIZATION].is_sensitive());
     }
 
     #[test]
     fn every_form_of_the_head_survives_the_copy() {
-        let token = UpgradeToken::new("websocket").unwrap();
+        let token = UpgradeToken::new("upper/1.0").unwrap();
         for uri in [
             "/",
             "*",
