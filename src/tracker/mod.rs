@@ -1,8 +1,12 @@
 //! Tracking of upgraded connections: counts, limits and graceful shutdown.
 
+mod counts;
+mod shutdown;
+mod slot;
+
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -12,6 +16,11 @@ use tokio_util::task::TaskTracker;
 use crate::error::ConfigError;
 use crate::signal::{Signal, Watch};
 use crate::token::UpgradeToken;
+
+pub(crate) use self::counts::{Counters, Event, ProtocolState};
+pub use self::counts::{Counts, Stats};
+pub use self::shutdown::{DrainReport, ShutdownSignal};
+pub(crate) use self::slot::{Refusal, Slot};
 
 /// A handle on the upgraded connections of one or more layers: live counts and totals,
 /// limits, and graceful shutdown.
@@ -84,150 +93,6 @@ impl Default for Inner {
             retry_after: RwLock::new(HeaderValue::from_static("1")),
         }
     }
-}
-
-pub(crate) struct ProtocolState {
-    token: UpgradeToken,
-    pub(crate) counters: Counters,
-    limit: AtomicUsize,
-}
-
-/// Live counters of one protocol or of all of them.
-#[derive(Default)]
-pub(crate) struct Counters {
-    attempts: AtomicU64,
-    accepted: AtomicU64,
-    declined: AtomicU64,
-    rejected_by_handler: AtomicU64,
-    rejected_at_limit: AtomicU64,
-    rejected_shutting_down: AtomicU64,
-    rejected_body: AtomicU64,
-    rejected_cannot_switch: AtomicU64,
-    completed: AtomicU64,
-    failed: AtomicU64,
-    live: AtomicUsize,
-}
-
-/// What happened to an upgrade request or an upgraded connection, for the counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Event {
-    Attempt,
-    Accepted,
-    Declined,
-    RejectedByHandler,
-    RejectedAtLimit,
-    RejectedShuttingDown,
-    RejectedBody,
-    RejectedCannotSwitch,
-    Completed,
-    Failed,
-}
-
-impl Counters {
-    fn counter(&self, event: Event) -> &AtomicU64 {
-        match event {
-            Event::Attempt => &self.attempts,
-            Event::Accepted => &self.accepted,
-            Event::Declined => &self.declined,
-            Event::RejectedByHandler => &self.rejected_by_handler,
-            Event::RejectedAtLimit => &self.rejected_at_limit,
-            Event::RejectedShuttingDown => &self.rejected_shutting_down,
-            Event::RejectedBody => &self.rejected_body,
-            Event::RejectedCannotSwitch => &self.rejected_cannot_switch,
-            Event::Completed => &self.completed,
-            Event::Failed => &self.failed,
-        }
-    }
-
-    fn snapshot(&self) -> Counts {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        Counts {
-            attempts: get(&self.attempts),
-            accepted: get(&self.accepted),
-            declined: get(&self.declined),
-            rejected_by_handler: get(&self.rejected_by_handler),
-            rejected_at_limit: get(&self.rejected_at_limit),
-            rejected_shutting_down: get(&self.rejected_shutting_down),
-            rejected_body: get(&self.rejected_body),
-            rejected_cannot_switch: get(&self.rejected_cannot_switch),
-            completed: get(&self.completed),
-            failed: get(&self.failed),
-            live: self.live.load(Ordering::Relaxed) as u64,
-        }
-    }
-}
-
-/// A snapshot of the counters of one protocol, or of all of them.
-///
-/// `attempts` counts upgrade requests that selected a registered protocol. Each ends as
-/// `accepted` (a `101` went out), `declined` (passed to the inner service) or one of the
-/// `rejected_*`. Each accepted connection is `live` until it ends as `completed` or
-/// `failed` (hyper could not hand it over, the handler failed, panicked or was aborted).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Counts {
-    /// Upgrade requests that selected a registered protocol.
-    pub attempts: u64,
-    /// `101` (or, over HTTP/2, `200`) responses sent.
-    pub accepted: u64,
-    /// Requests the handler declined, or whose body it did not accept.
-    pub declined: u64,
-    /// Requests the handler rejected (its own `4xx`).
-    pub rejected_by_handler: u64,
-    /// Requests refused with `503` at a connection limit.
-    pub rejected_at_limit: u64,
-    /// Requests refused with `503` during graceful shutdown.
-    pub rejected_shutting_down: u64,
-    /// Requests whose body could not be read or was too long (`400`, `413`).
-    pub rejected_body: u64,
-    /// Requests that could not switch (no hyper `OnUpgrade`, `500`).
-    pub rejected_cannot_switch: u64,
-    /// Upgraded connections whose handler returned `Ok`.
-    pub completed: u64,
-    /// Upgraded connections that ended in an [`UpgradeError`](crate::UpgradeError).
-    pub failed: u64,
-    /// Upgraded connections running now.
-    pub live: u64,
-}
-
-/// A snapshot of a [`Tracker`]'s counters: all protocols together, and each protocol.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Stats {
-    /// All protocols together.
-    pub totals: Counts,
-    /// Each protocol that has been seen, in the order first seen.
-    pub protocols: Vec<(String, Counts)>,
-}
-
-impl Stats {
-    /// The counts of one protocol (the name compared case-insensitively).
-    #[must_use]
-    pub fn protocol(&self, token: &str) -> Option<&Counts> {
-        self.protocols
-            .iter()
-            .find(|(t, _)| t.eq_ignore_ascii_case(token))
-            .map(|(_, c)| c)
-    }
-}
-
-/// What [`Tracker::drain`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct DrainReport {
-    /// Connections that were live when the drain started.
-    pub live_at_start: usize,
-    /// Connections aborted at the deadline.
-    pub aborted: usize,
-    /// How long the drain took.
-    pub elapsed: Duration,
-}
-
-/// Why a new upgraded connection is refused before switching.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Refusal {
-    ShuttingDown,
-    AtLimit,
 }
 
 impl Tracker {
@@ -445,101 +310,5 @@ impl fmt::Debug for Tracker {
             .field("live", &self.live())
             .field("shutting_down", &self.is_shutting_down())
             .finish_non_exhaustive()
-    }
-}
-
-/// A live-connection slot; dropping it releases the slot, however the connection ended.
-pub(crate) struct Slot {
-    tracker: Tracker,
-    protocol: Arc<ProtocolState>,
-}
-
-impl ProtocolState {
-    pub(crate) fn token(&self) -> &UpgradeToken {
-        &self.token
-    }
-}
-
-impl Slot {
-    pub(crate) fn tracker(&self) -> &Tracker {
-        &self.tracker
-    }
-
-    pub(crate) fn protocol(&self) -> &ProtocolState {
-        &self.protocol
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.protocol.counters.live.fetch_sub(1, Ordering::AcqRel);
-        self.tracker
-            .inner
-            .totals
-            .live
-            .fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// Fires when graceful shutdown starts; handed to handlers in
-/// [`UpgradeRequest::shutdown`](crate::UpgradeRequest::shutdown).
-///
-/// A handler that runs a long-lived protocol selects on [`fired`](ShutdownSignal::fired)
-/// and ends cleanly (a WebSocket sends close `1001 Going Away`). One that ignores it is
-/// aborted at the drain deadline.
-///
-/// # Example
-///
-/// ```
-/// use tokio::io::AsyncReadExt;
-/// use tower_upgrade::{UpgradeRequest, UpgradedIo, handler_fn};
-///
-/// let handler = handler_fn("ticks", |mut io: UpgradedIo, req: UpgradeRequest| async move {
-///     let mut buf = [0; 1024];
-///     loop {
-///         tokio::select! {
-///             () = req.shutdown().fired() => return Ok(()),
-///             n = io.read(&mut buf) => if n? == 0 { return Ok(()) },
-///         }
-///     }
-///     #[allow(unreachable_code)]
-///     Ok::<(), std::io::Error>(())
-/// });
-/// # let _ = handler;
-/// ```
-#[derive(Clone)]
-pub struct ShutdownSignal {
-    signal: Arc<Signal>,
-}
-
-impl ShutdownSignal {
-    /// Whether shutdown has started.
-    #[must_use]
-    pub fn is_fired(&self) -> bool {
-        self.signal.is_fired()
-    }
-
-    /// Resolves when shutdown starts (at once if it has).
-    pub async fn fired(&self) {
-        let mut watch = self.clone().into_watch();
-        std::future::poll_fn(|cx| watch.poll_fired(cx)).await;
-    }
-
-    /// Watches the signal from a poll loop: one atomic load per poll.
-    pub(crate) fn into_watch(self) -> Watch {
-        Watch::new(self.signal)
-    }
-
-    /// Like [`fired`](ShutdownSignal::fired), but owns the signal, for `'static` futures.
-    pub async fn fired_owned(self) {
-        self.fired().await;
-    }
-}
-
-impl fmt::Debug for ShutdownSignal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ShutdownSignal")
-            .field("fired", &self.is_fired())
-            .finish()
     }
 }

@@ -295,3 +295,6 @@ impl<S> Upgrade<S> {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests;
