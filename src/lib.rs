@@ -69,21 +69,75 @@
 //!
 //! # Feature flags
 //!
+//! Like tower-http, the crate pulls in little by default: the core and the handler most
+//! users come for.
+//!
 //! - `websocket` (default): the [`websocket`] handler. Pulls in `bytestring` (the storage
 //!   of [`Utf8Bytes`](websocket::Utf8Bytes)), `sha1` and `base64`.
-//! - `h2c` (default): the [`h2c`] handler. Pulls in `base64`.
-//! - `axum` (default): `IntoResponse` for the WebSocket rejections, and axum's request
-//!   body type on h2c streams. Pulls in `axum-core`.
+//! - `h2c`: the [`h2c`] handler. Off by default: RFC 9113 deprecates the `h2c` upgrade, and
+//!   only some non-browser clients still send it. Pulls in `base64`.
+//! - `axum`: `IntoResponse` for the WebSocket rejections, and axum's request body type on
+//!   h2c streams. Pulls in `axum-core`.
 //! - `full`: all of the above.
+//!
+//! Enabling a feature never changes the bounds of [`Upgrade`]: the core knows no protocol
+//! by name, and each built-in handler is an ordinary [`ProtocolHandler`].
 //!
 //! # Where to put the layer
 //!
-//! With axum, `Router::layer(UpgradeLayer)` wraps *each route*: the natural choice for a
-//! protocol that belongs to some routes (a WebSocket endpoint). To serve one layer for the
-//! whole app (h2c must: it serves the app itself over HTTP/2), wrap the router instead:
-//! `UpgradeLayer::new().protocol(..)?.layer(router)`, then serve it with
-//! `axum::ServiceExt::into_make_service`. That also skips the boxing axum does for every
-//! `Router::layer`.
+//! With axum, `Router::layer(UpgradeLayer)` (or `route_layer`) wraps *each route*: the
+//! natural choice for a protocol that belongs to some routes (a WebSocket endpoint). To
+//! serve one layer for the whole app (h2c must: it serves the app itself over HTTP/2),
+//! wrap the router instead: `UpgradeLayer::new().protocol(..)?.layer(router)`. That also
+//! skips the boxing axum does for every `Router::layer`.
+//!
+//! The layer answers with its own [`ResponseBody`] (the inner body, or its short text), as
+//! tower-http's body-changing layers do. `axum::serve` takes services that answer with
+//! axum's body, so map the response of a wrapped router back, as `Router::layer` does for
+//! the layers inside it:
+//!
+//! ```
+//! use axum::{Router, extract::Request, response::IntoResponse, routing::get};
+//! use tower::{Layer, ServiceExt};
+//! use tower_upgrade::UpgradeLayer;
+//!
+//! # #[allow(dead_code)]
+//! # async fn serve(listener: tokio::net::TcpListener) -> std::io::Result<()> {
+//! let router = Router::new().route("/", get(|| async { "hello" }));
+//! let app = UpgradeLayer::new().layer(router);
+//! let app = ServiceExt::<Request>::map_response(app, IntoResponse::into_response);
+//! axum::serve(listener, axum::ServiceExt::<Request>::into_make_service(app)).await
+//! # }
+//! ```
+//!
+//! With hyper (or hyper-util's `auto::Builder`), serve it as it is: [`ResponseBody`] is a
+//! [`Body`](http_body::Body) like any other. Any tower stack works, on either side of the
+//! layer:
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use http::{Request, Response};
+//! use http_body_util::Full;
+//! use hyper::body::{Bytes, Incoming};
+//! use tower::ServiceBuilder;
+//! use tower_http::{compression::CompressionLayer, cors::CorsLayer, trace::TraceLayer};
+//! use tower_upgrade::{UpgradeLayer, websocket::WebSocketHandler};
+//!
+//! # fn main() -> Result<(), tower_upgrade::ConfigError> {
+//! let app = ServiceBuilder::new()
+//!     .layer(CorsLayer::permissive())
+//!     .layer(UpgradeLayer::new().protocol(WebSocketHandler::new(|_ws, _req| async {}))?)
+//!     .layer(TraceLayer::new_for_http())
+//!     .layer(CompressionLayer::new())
+//!     .service_fn(|_req: Request<Incoming>| async {
+//!         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("hello"))))
+//!     });
+//! // Serve with `hyper_util::service::TowerToHyperService::new(app)` and
+//! // `serve_connection_with_upgrades`.
+//! # let _ = app;
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! # Ordering with tower-http
 //!

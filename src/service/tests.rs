@@ -299,12 +299,16 @@ async fn a_rejection_is_the_handlers_response() {
 #[tokio::test]
 async fn a_body_the_handler_did_not_ask_for_declines() {
     let layer = layer_with(Scripted::new(accept));
-    let req = upgrade("test/1").body(Full::<Bytes>::from("hello")).unwrap();
+    let req = upgrade("test/1")
+        .body(Full::<Bytes>::from("hello"))
+        .unwrap();
     let (status, _, body) = call(&layer, req).await;
     assert_eq!((status, &body[..]), (StatusCode::OK, &b"inner"[..]));
     // Announced longer than the handler allows: declined without reading it.
     let layer = layer_with(Scripted::new(accept_small_body));
-    let req = upgrade("test/1").body(Full::<Bytes>::from("hello")).unwrap();
+    let req = upgrade("test/1")
+        .body(Full::<Bytes>::from("hello"))
+        .unwrap();
     let (status, _, _) = call(&layer, req).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(layer.tracker().stats().totals.declined, 1);
