@@ -8,10 +8,11 @@ use std::sync::Arc;
 use http::header::{self, HeaderValue};
 use http::{Method, Version, request};
 
+use super::config::WebSocketConfig;
 use super::handshake::{Handshake, accept_key, check_key, check_version, offered_protocols};
 use super::origin::OriginPolicy;
 use super::rejection::{ForbiddenOrigin, MethodNotGet, NoMatchingProtocol, WebSocketRejection};
-use super::socket::{WebSocket, WebSocketConfig};
+use super::socket::WebSocket;
 use crate::error::{BoxError, ConfigError};
 use crate::handler::{
     Accepted, Decision, IntoServeResult, ProtocolHandler, ServeResult, UpgradeRequest,

@@ -224,21 +224,28 @@
 //! [`UpgradeLayer`]: crate::UpgradeLayer
 //! [`UpgradeRequest`]: crate::UpgradeRequest
 
+pub mod close_code;
+mod config;
+mod error;
 pub(crate) mod frame;
 mod handler;
 mod handshake;
+mod mask;
+mod message;
 mod origin;
 pub mod rejection;
 mod socket;
+mod utf8;
 
 #[doc(inline)]
 pub use self::{
+    config::WebSocketConfig,
+    error::{Error, ErrorKind},
     handler::{Raw, Ready, WebSocketHandler},
     handshake::Handshake,
+    message::{CloseCode, CloseFrame, Message},
     origin::OriginPolicy,
     rejection::WebSocketRejection,
-    socket::{
-        CloseCode, CloseFrame, Error, ErrorKind, Message, Utf8Bytes, WebSocket, WebSocketConfig,
-        close_code,
-    },
+    socket::WebSocket,
+    utf8::Utf8Bytes,
 };
