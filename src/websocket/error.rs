@@ -6,6 +6,9 @@ use std::io;
 use super::close_code;
 
 /// A WebSocket connection failed.
+///
+/// `Display` describes this error only; the I/O error behind an [`ErrorKind::Io`] is its
+/// [`source`](std::error::Error::source).
 pub struct Error {
     kind: ErrorKind,
     detail: &'static str,
@@ -85,7 +88,9 @@ impl fmt::Debug for Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.io {
-            Some(e) => write!(f, "websocket io error: {e}"),
+            // Hyper's rule: the cause is reached through `source()`, not repeated here, so
+            // that error chains (anyhow, eyre, tracing) print it once.
+            Some(_) => f.write_str("websocket io error"),
             None => write!(f, "websocket error: {}", self.detail),
         }
     }
@@ -100,5 +105,32 @@ impl std::error::Error for Error {
 impl From<io::Error> for Error {
     fn from(e: io::Error) -> Self {
         Self::io(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn display_leaves_the_cause_to_source() {
+        let e = Error::from(io::Error::new(io::ErrorKind::BrokenPipe, "the pipe broke"));
+        assert_eq!(e.kind(), ErrorKind::Io);
+        assert_eq!(e.to_string(), "websocket io error");
+        assert!(!e.to_string().contains("the pipe broke"));
+        let source = e.source().expect("an io error has a source");
+        assert_eq!(source.to_string(), "the pipe broke");
+        assert!(source.source().is_none());
+    }
+
+    #[test]
+    fn protocol_errors_have_no_source() {
+        let e = Error::new(ErrorKind::Protocol, "unmasked frame from the client");
+        assert_eq!(
+            e.to_string(),
+            "websocket error: unmasked frame from the client"
+        );
+        assert!(e.source().is_none());
     }
 }
