@@ -11,7 +11,7 @@ use std::fmt;
 use http::header::{self, HeaderValue};
 use http::{StatusCode, Version};
 
-use crate::handler::Rejection;
+use crate::Rejection;
 
 /// Defines one zero-sized rejection type (axum's shape): `status()`, `body_text()`,
 /// `Display` equal to the body, and `Error`.

@@ -19,12 +19,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use self::read::Partial;
 use self::timers::{KeepAlive, Timers};
 use self::write::{ControlFrame, Outgoing};
-use crate::io::UpgradedIo;
-use crate::tracker::ShutdownSignal;
 use crate::websocket::config::WebSocketConfig;
 use crate::websocket::error::Error;
 use crate::websocket::frame::Head;
 use crate::websocket::message::{CloseFrame, Message};
+use crate::{ShutdownSignal, UpgradedIo};
 
 mod read;
 #[cfg(test)]
