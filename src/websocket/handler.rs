@@ -8,16 +8,17 @@ use std::sync::Arc;
 use http::header::{self, HeaderValue};
 use http::{Method, Version, request};
 
+use super::config::WebSocketConfig;
 use super::handshake::{Handshake, accept_key, check_key, check_version, offered_protocols};
 use super::origin::OriginPolicy;
 use super::rejection::{ForbiddenOrigin, MethodNotGet, NoMatchingProtocol, WebSocketRejection};
-use super::socket::{WebSocket, WebSocketConfig};
-use crate::error::{BoxError, ConfigError};
-use crate::handler::{
-    Accepted, Decision, IntoServeResult, ProtocolHandler, ServeResult, UpgradeRequest,
-};
+use super::socket::WebSocket;
+use crate::handler::ServeResult;
 use crate::headers::is_token;
-use crate::io::UpgradedIo;
+use crate::{
+    Accepted, BoxError, ConfigError, Decision, IntoServeResult, ProtocolHandler, UpgradeRequest,
+    UpgradedIo,
+};
 
 /// A subprotocol selector: gets the request and the client's offers, returns the index of
 /// the one to use.

@@ -125,90 +125,29 @@
 //!
 //! The [`WebSocket`] is this crate's own, down to the frame codec: the buffers, the async
 //! IO, the RFC 6455 §5 message rules (fragments, UTF-8 checked frame by frame, control
-//! frames, the closing handshake) and the parsing and formatting of frame heads.
+//! frames, the closing handshake) and the parsing and formatting of frame heads. The rules
+//! a head settles on its own (reserved bits, masking, control frames fragmented or over 125
+//! bytes) and the size limits are checked as soon as the head arrives, before its payload
+//! is read. The head codec is tested at every length boundary and every truncation, and
+//! fuzzed against RFC 6455 §5.2 written out (`fuzz/fuzz_targets/websocket_frames.rs`).
 //!
-//! The frame heads were first left to [tungstenite](https://docs.rs/tungstenite)'s
-//! `FrameHeader`, the framing that axum and tokio-tungstenite use, and they were the
-//! costliest part of a small echo. Counted with callgrind on `examples/bench_server.rs`
-//! (server instructions per message, user space; commands in `BENCHMARKS.md`), a 20-byte
-//! echo cost 3 580 instructions, against 2 380 for fastwebsockets and 2 280 for the
-//! hand-written floor, and tungstenite's head parser (it reads through `io::Read` on a
-//! `Cursor`) took 300 of them, its formatter 85 more. A head is a few bytes behind two bit
-//! masks, so the codec is now a slice parser and formatter of about 110 lines, tested on
-//! every two-byte head, every length form at its boundaries, every opcode and every
-//! truncation, and fuzzed against RFC 6455 §5.2 written out
-//! (`fuzz/fuzz_targets/websocket_frames.rs`).
-//! With it alone the echo cost 3 090 instructions, and the crate no longer depends on
-//! tungstenite.
+//! It is not built on a complete WebSocket library because each of them holds a read
+//! buffer for the life of the connection (8 KiB for fastwebsockets and tokio-websockets,
+//! 128 KiB for tungstenite's own stream) and none lets the caller own it, so none could
+//! meet this crate's goals (CPU within 5% of a hand-written floor, at most 4 KB per idle
+//! connection). Measured with `examples/load.rs`, a 20-byte echo costs the server 5.77 µs
+//! of CPU on `axum::serve`, against 5.63 µs for the floor, 6.06 µs for fastwebsockets and
+//! 8.64 µs for axum's `WebSocketUpgrade`; `BENCHMARKS.md` in the repository has every
+//! figure and how the codec got there.
 //!
-//! The rest of the per-message work was cut the same way, one measured step at a time:
-//! the shutdown and keep-alive timers are polled when a read waits (or fills its buffer),
-//! not on every turn of the receive loop (three polls per message down to one: 300
-//! instructions); each head is parsed once, and the rules a head settles on its own are
-//! checked before its payload is read (80); payloads are unmasked 32 bytes a turn in
-//! 128-bit words (50 at 20 bytes, 1 800 at 16 KiB). A frame of up to 4 KiB is copied to the
-//! stack and written with one `send` rather than a `writev` of head and payload: callgrind
-//! sees 60 instructions more, and the kernel spends about 300 ns less per frame (CPU time of
-//! the sending thread over loopback, 20 B to 2 KiB; 130 ns at 4 KiB, none at 8 KiB).
-//!
-//! | server | 20 B echo | 16 KiB echo |
-//! | --- | --- | --- |
-//! | [`WebSocket`] with tungstenite's `FrameHeader` | 3 580 | 9 700 |
-//! | [`WebSocket`] now | 2 490 | 6 220 |
-//! | fastwebsockets 0.10 | 2 330 | 15 170 |
-//! | hand-written floor | 2 220 | 6 830 |
-//! | the floor's echo loop, as a raw handler on this layer | 2 350 | 6 960 |
-//!
-//! The last row is what any handler pays on this layer (the connection task, with its
-//! abort watch, and [`UpgradedIo`](crate::UpgradedIo)): 120 instructions over the floor. The
-//! [`WebSocket`] itself adds 150 to a 20-byte echo: message assembly, the timers, and one
-//! allocation of exactly the message's size. (The current figures also have the layer's own
-//! cuts: its shutdown and abort signals cost one atomic load per poll, and its `tracing`
-//! span is not entered on every poll unless it is enabled.)
-//!
-//! Not building on a complete WebSocket library was a measured choice too. Before this
-//! module, on 2 cores with server and client pinned to one core each, over loopback with 64
-//! connections, the server's CPU per 20-byte echo / per 16 KiB echo / per handshake, and its
-//! memory per idle WebSocket (10 000 open) were:
-//!
-//! | server | 20 B echo | 16 KiB echo | handshake | idle |
-//! | --- | --- | --- | --- | --- |
-//! | hand-written floor | 6.8 µs | 10.2 µs | 62 µs | 2.3 KB |
-//! | fastwebsockets 0.10 | 7.1 µs | 10.9 µs | 63 µs | 6.0 KB |
-//! | tokio-websockets 0.13 | 7.5 µs | 10.6 µs | 64 µs | 5.9 KB |
-//! | axum 0.8 `WebSocketUpgrade` (tokio-tungstenite) | 12.5 µs | 20.3 µs | 70 µs | 137 KB |
-//! | hyper-tungstenite 0.30 | 12.4 µs | 22.3 µs | 78 µs | 137 KB |
-//!
-//! Every complete library holds a read buffer for the life of the connection: 8 KiB for
-//! fastwebsockets and tokio-websockets, 128 KiB (zero-filled before each read) for
-//! tungstenite's own stream. That buffer is most of the memory of an idle connection and,
-//! for tungstenite, a quarter of the CPU of a small echo. None of them lets the caller
-//! own it, so none could meet this crate's goals (CPU within 5% of the floor, at most 4 KB
-//! per idle connection). Doing its own IO, [`WebSocket`] holds no read buffer between
-//! frames (it reads into a scratch buffer on the stack and keeps only what arrived), reads
-//! a large frame straight into a buffer of exactly its size (and, after a large frame, the
-//! next read goes straight into a buffer that size, freed at once if nothing is there), and
-//! never holds a write buffer (a frame of up to 4 KiB is copied into a stack buffer and goes
-//! out in one `send`, a bigger one in one vectored write of head and payload). The struct
-//! itself is under 400 bytes; fragments and pending control frames are boxed only while
-//! they exist.
-//!
-//! Measured side by side with `examples/load.rs` (each server its own process, pinned to
-//! one core, the client to the other; medians of 5 runs; `BENCHMARKS.md` has every column),
-//! server CPU per operation and memory per idle connection:
-//!
-//! | server | 20 B echo | 16 KiB echo | handshake | idle (10 000 open) |
-//! | --- | --- | --- | --- | --- |
-//! | hand-written floor | 5.63 µs | 7.80 µs | 37.0 µs | 1.05 KiB |
-//! | `tower_upgrade::websocket` (axum::serve) | 5.77 µs | 9.68 µs | 44.5 µs | 2.61 KiB |
-//! | `tower_upgrade::websocket` (plain hyper) | 6.14 µs | 9.00 µs | 43.5 µs | 2.44 KiB |
-//! | fastwebsockets 0.10 (plain hyper) | 6.06 µs | 9.61 µs | 40.5 µs | 5.85 KiB |
-//! | tokio-websockets 0.13 | 6.12 µs | 9.83 µs | 39.0 µs | 6.96 KiB |
-//! | axum 0.8 `WebSocketUpgrade` (3 runs) | 8.64 µs | 15.24 µs | 72.5 µs | 129.8 KiB |
-//!
-//! Idle connections are where this design wins most. Echoes cost what the leanest library's
-//! do (within the machine's noise), and a handshake pays for hyper (and, on `axum::serve`,
-//! for axum's router and hyper-util's protocol detection).
+//! An idle connection costs 2.4 to 2.6 KiB (10 000 open; fastwebsockets 5.85 KiB, axum's
+//! `WebSocketUpgrade` 130 KiB). [`WebSocket`] holds no read buffer between frames (it reads
+//! into a scratch buffer on the stack and keeps only what arrived), reads a large frame
+//! straight into a buffer of exactly its size (and, after a large frame, the next read goes
+//! straight into a buffer that size, freed at once if nothing is there), and never holds a
+//! write buffer (a frame of up to 4 KiB is copied into a stack buffer and goes out in one
+//! `send`, a bigger one in one vectored write of head and payload). The struct itself is
+//! under 400 bytes; fragments and pending control frames are boxed only while they exist.
 //!
 //! The public API ([`Message`], [`Utf8Bytes`], [`CloseFrame`], [`Error`], [`WebSocket`])
 //! exposes none of the codec's types, so the framing can change without breaking users.
@@ -224,21 +163,28 @@
 //! [`UpgradeLayer`]: crate::UpgradeLayer
 //! [`UpgradeRequest`]: crate::UpgradeRequest
 
+pub mod close_code;
+mod config;
+mod error;
 pub(crate) mod frame;
 mod handler;
 mod handshake;
+mod mask;
+mod message;
 mod origin;
 pub mod rejection;
 mod socket;
+mod utf8;
 
 #[doc(inline)]
 pub use self::{
+    config::WebSocketConfig,
+    error::{Error, ErrorKind},
     handler::{Raw, Ready, WebSocketHandler},
     handshake::Handshake,
+    message::{CloseCode, CloseFrame, Message},
     origin::OriginPolicy,
     rejection::WebSocketRejection,
-    socket::{
-        CloseCode, CloseFrame, Error, ErrorKind, Message, Utf8Bytes, WebSocket, WebSocketConfig,
-        close_code,
-    },
+    socket::WebSocket,
+    utf8::Utf8Bytes,
 };

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use http::header::{self, HeaderMap};
 use http::request;
 
-use crate::error::ConfigError;
+use crate::ConfigError;
 
 /// Which `Origin`s may open a WebSocket.
 ///

@@ -11,7 +11,7 @@ use std::fmt;
 use http::header::{self, HeaderValue};
 use http::{StatusCode, Version};
 
-use crate::handler::Rejection;
+use crate::Rejection;
 
 /// Defines one zero-sized rejection type (axum's shape): `status()`, `body_text()`,
 /// `Display` equal to the body, and `Error`.
@@ -189,10 +189,13 @@ macro_rules! composite {
             }
         )*
 
+        // Transparent, as axum's composite rejections are: `Display` is the inner
+        // rejection's, so `source()` is the inner's source (none), not the inner itself,
+        // which would print the same text twice in an error chain.
         impl std::error::Error for WebSocketRejection {
             fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
                 match self {
-                    $(Self::$variant(inner) => Some(inner),)*
+                    $(Self::$variant(inner) => inner.source(),)*
                 }
             }
         }
@@ -272,6 +275,14 @@ mod tests {
         let r = WebSocketRejection::from(InvalidWebSocketKey);
         assert_eq!(r.to_string(), InvalidWebSocketKey.body_text());
         assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn error_chain_prints_the_rejection_once() {
+        use std::error::Error as _;
+        let r = WebSocketRejection::from(ForbiddenOrigin);
+        assert_eq!(r.to_string(), ForbiddenOrigin.body_text());
+        assert!(r.source().is_none());
     }
 
     #[test]

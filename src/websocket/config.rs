@@ -1,0 +1,105 @@
+//! [`WebSocketConfig`]: the limits and buffer sizes of a
+//! [`WebSocket`](super::WebSocket).
+
+use std::time::Duration;
+
+/// The most bytes one read may take into the stack scratch buffer.
+pub(super) const MAX_SCRATCH: usize = 16 * 1024;
+
+/// Limits and buffer sizes of a [`WebSocket`](super::WebSocket).
+///
+/// See the [module docs](crate::websocket) for an example.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub struct WebSocketConfig {
+    // Read by the socket directly, as when they were in one file.
+    pub(super) max_message_size: usize,
+    pub(super) max_frame_size: usize,
+    pub(super) read_buffer_size: usize,
+    pub(super) keep_alive: Option<Duration>,
+}
+
+impl Default for WebSocketConfig {
+    fn default() -> Self {
+        Self {
+            max_message_size: 64 << 20,
+            max_frame_size: 16 << 20,
+            read_buffer_size: 4096,
+            keep_alive: None,
+        }
+    }
+}
+
+impl WebSocketConfig {
+    /// The default configuration.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The largest message accepted, in bytes, summed over its frames. A bigger message
+    /// closes the connection with status `1009`.
+    ///
+    /// The default value is 64 MiB.
+    pub fn max_message_size(mut self, max: usize) -> Self {
+        self.max_message_size = max;
+        self
+    }
+
+    /// The largest frame payload accepted, in bytes. A bigger frame closes the connection
+    /// with status `1009`, before its payload is read.
+    ///
+    /// The default value is 16 MiB.
+    pub fn max_frame_size(mut self, max: usize) -> Self {
+        self.max_frame_size = max;
+        self
+    }
+
+    /// How many bytes one read takes at most between frames.
+    ///
+    /// Between frames nothing is allocated: bytes are read into a scratch buffer on the
+    /// stack and only what arrived is kept. Once a frame header announces a payload, the
+    /// whole frame is read into a buffer of exactly its size. Values are clamped to
+    /// 64 bytes ..= 16 KiB.
+    ///
+    /// The default value is 4 KiB.
+    pub fn read_buffer_size(mut self, size: usize) -> Self {
+        self.read_buffer_size = size.clamp(64, MAX_SCRATCH);
+        self
+    }
+
+    /// Sends a ping after `interval` without any frame from the peer, and fails the
+    /// connection ([`ErrorKind::KeepAliveTimeout`]) when another `interval` passes with
+    /// still nothing. The timer runs while [`recv`](super::WebSocket::recv) is waiting.
+    ///
+    /// The default is no keep-alive.
+    ///
+    /// [`ErrorKind::KeepAliveTimeout`]: super::ErrorKind::KeepAliveTimeout
+    pub fn keep_alive(mut self, interval: Duration) -> Self {
+        self.keep_alive = Some(interval);
+        self
+    }
+
+    /// See [`keep_alive`](Self::keep_alive).
+    #[must_use]
+    pub fn get_keep_alive(&self) -> Option<Duration> {
+        self.keep_alive
+    }
+
+    /// See [`max_message_size`](Self::max_message_size).
+    #[must_use]
+    pub fn get_max_message_size(&self) -> usize {
+        self.max_message_size
+    }
+
+    /// See [`max_frame_size`](Self::max_frame_size).
+    #[must_use]
+    pub fn get_max_frame_size(&self) -> usize {
+        self.max_frame_size
+    }
+
+    /// See [`read_buffer_size`](Self::read_buffer_size).
+    #[must_use]
+    pub fn get_read_buffer_size(&self) -> usize {
+        self.read_buffer_size
+    }
+}

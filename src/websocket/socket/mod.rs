@@ -1,0 +1,209 @@
+//! [`WebSocket`]: a server-side WebSocket connection after the handshake, with
+//! [`Message`]s in and out.
+//!
+//! Frame heads are parsed and formatted by [`frame`](super::frame); this module keeps the
+//! buffers, the IO and the message rules of RFC 6455 §5 (fragmentation, control frames,
+//! UTF-8, the closing handshake): the struct and its closing states here, the read path in
+//! `read.rs`, the write path in `write.rs`, and the shutdown and keep-alive timers in
+//! `timers.rs`. See the module docs for why.
+
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use futures_core::Stream;
+use http::HeaderValue;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use self::read::Partial;
+use self::timers::{KeepAlive, Timers};
+use self::write::{ControlFrame, Outgoing};
+use crate::websocket::config::WebSocketConfig;
+use crate::websocket::error::Error;
+use crate::websocket::frame::Head;
+use crate::websocket::message::{CloseFrame, Message};
+use crate::{ShutdownSignal, UpgradedIo};
+
+mod read;
+#[cfg(test)]
+mod tests;
+mod timers;
+mod write;
+
+/// A server-side WebSocket connection, after the handshake.
+///
+/// Receive with [`recv`](Self::recv) (or as a [`Stream`]), send with
+/// [`send`](Self::send), close with [`close`](Self::close).
+///
+/// - Pings are answered with pongs, and a peer's close frame with a close frame, by the
+///   socket itself; both messages are still handed to you.
+/// - A protocol violation closes the connection with the right status (`1002`, `1007`,
+///   `1009`) before `recv` returns the error.
+/// - While no frame is in progress, the socket holds no read buffer at all, and it never
+///   holds a write buffer: an idle connection costs only this struct.
+///
+/// Both are cancel-safe, because all their state lives in the socket: `recv` can sit in a
+/// `tokio::select!` next to a channel, and a `send` dropped half-way (say, by a timeout)
+/// leaves its frame to be finished before any other frame is written (the message may
+/// then be sent or not, but the stream stays well-formed).
+///
+/// See the [module docs](crate::websocket) for an example.
+pub struct WebSocket<S = UpgradedIo> {
+    io: S,
+    /// Received bytes not yet handed out. Unallocated (capacity 0) whenever it is empty.
+    read_buf: BytesMut,
+    /// The head of the frame whose payload is being read.
+    header: Option<Head>,
+    /// A fragmented message being assembled. Boxed, like `pending`, to keep the idle
+    /// struct small: both are rare.
+    partial: Option<Box<Partial>>,
+    /// A control frame (pong, close) to write before anything else.
+    pending: Option<Box<ControlFrame>>,
+    /// The data frame being written: kept here rather than in the `send` future, so that
+    /// the future stays small and a cancelled `send` finishes its frame before any other.
+    out: Option<Outgoing>,
+    state: State,
+    config: WebSocketConfig,
+    protocol: Option<HeaderValue>,
+    /// Graceful shutdown and keep-alive timers, when there are any. Boxed: not every
+    /// socket has them, and it keeps the idle struct small.
+    timers: Option<Box<Timers>>,
+    /// The size of the last frame, head included, when it did not fit the scratch buffer
+    /// (at most `MAX_EXPECT`; 0 otherwise). The next idle read then goes straight into a
+    /// heap buffer that size, so that a frame like it takes one read instead of two. The
+    /// buffer is freed at once if nothing is there to read: idle, the socket holds none.
+    expect: u32,
+}
+
+enum State {
+    Open,
+    /// We sent a close frame and wait for the peer's.
+    CloseSent,
+    /// Write what is pending, shut the connection down, then hand this out.
+    Finishing(Finish),
+    Closed,
+}
+
+enum Finish {
+    Close(Option<CloseFrame>),
+    Error(Error),
+}
+
+impl<S> WebSocket<S> {
+    /// Wraps a connection whose WebSocket handshake is done, as the server.
+    ///
+    /// [`WebSocketHandler`](super::WebSocketHandler) does this for you; use it for a
+    /// connection you upgraded yourself (for example with
+    /// [`WebSocketHandler::raw`](super::WebSocketHandler::raw)).
+    pub fn from_raw_socket(io: S, config: WebSocketConfig) -> Self {
+        Self {
+            io,
+            read_buf: BytesMut::new(),
+            header: None,
+            partial: None,
+            pending: None,
+            out: None,
+            state: State::Open,
+            timers: config.keep_alive.map(|interval| {
+                Box::new(Timers {
+                    shutdown: None,
+                    keep_alive: Some(KeepAlive {
+                        interval,
+                        sleep: Box::pin(tokio::time::sleep(interval)),
+                        awaiting: false,
+                    }),
+                })
+            }),
+            config,
+            protocol: None,
+            expect: 0,
+        }
+    }
+
+    /// Closes the connection with `1001 Going Away` when `signal` fires, as
+    /// [`WebSocketHandler`](super::WebSocketHandler) does with the layer's graceful
+    /// shutdown: [`recv`](Self::recv) then sends the close frame, waits for the peer's,
+    /// and ends. Sends after that fail with
+    /// [`ErrorKind::AlreadyClosed`](crate::websocket::ErrorKind::AlreadyClosed).
+    #[must_use]
+    pub fn close_on(mut self, signal: ShutdownSignal) -> Self {
+        let shutdown = signal.into_watch();
+        match &mut self.timers {
+            Some(timers) => timers.shutdown = Some(shutdown),
+            None => {
+                self.timers = Some(Box::new(Timers {
+                    shutdown: Some(shutdown),
+                    keep_alive: None,
+                }));
+            }
+        }
+        self
+    }
+
+    pub(crate) fn with_protocol(mut self, protocol: Option<HeaderValue>) -> Self {
+        self.protocol = protocol;
+        self
+    }
+
+    /// The subprotocol selected in the handshake (`Sec-WebSocket-Protocol`), if any.
+    #[must_use]
+    pub fn protocol(&self) -> Option<&str> {
+        self.protocol.as_ref().and_then(|p| p.to_str().ok())
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &WebSocketConfig {
+        &self.config
+    }
+
+    /// The underlying connection.
+    pub fn get_ref(&self) -> &S {
+        &self.io
+    }
+
+    /// Gives back the connection and the bytes received but not yet parsed.
+    ///
+    /// Frames already in progress are lost; call it between messages.
+    pub fn into_inner(self) -> (S, Bytes) {
+        (self.io, self.read_buf.freeze())
+    }
+
+    /// Whether the connection is closed or closing: no message can be sent any more.
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        !matches!(self.state, State::Open)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
+    /// Fails the connection (RFC 6455 §7.1.7): send a close frame with the error's code,
+    /// then close.
+    fn fail(&mut self, e: Error) {
+        if matches!(self.state, State::Open) {
+            self.pending = Some(Box::new(ControlFrame::close(e.close_code())));
+        }
+        self.read_buf = BytesMut::new();
+        self.partial = None;
+        self.header = None;
+        self.state = State::Finishing(Finish::Error(e));
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WebSocket<S> {
+    type Item = Result<Message, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_recv(cx)
+    }
+}
+
+impl<S> fmt::Debug for WebSocket<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebSocket")
+            .field("protocol", &self.protocol)
+            .field("closed", &self.is_closed())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
