@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::{BodyExt, Limited};
@@ -36,6 +37,7 @@ use crate::tracker::{Event, Refusal};
 /// | not an upgrade request (no `Connection: upgrade`, no `Upgrade`, HTTP/1.0, HTTP/2 other than extended CONNECT) | the inner service's, untouched; `426` if [required](crate::UpgradeLayer::require_upgrade) |
 /// | upgrade request offering only unregistered protocols | the inner service's; `426` if required |
 /// | `Upgrade` that is not a list of `name["/"version]` tokens, or longer than 64 elements | `400 Bad Request` |
+/// | a registered protocol, request head (target and headers) over 64 KiB | `431 Request Header Fields Too Large`, and the connection closes |
 /// | a registered protocol, handler declines | the inner service's; `426` if required |
 /// | a registered protocol, handler rejects | the handler's rejection (`400`, `403`, `405`, ...) |
 /// | a registered protocol, accepted | `101 Switching Protocols`, `Upgrade: <token>`, `Connection: upgrade`, the handler's headers |
@@ -143,6 +145,18 @@ where
     }
 }
 
+/// The largest upgrade request head the layer switches on: target and header fields,
+/// as RFC 9113 §6.5.2 counts them (name, value and 32 bytes each). Larger ones are answered
+/// `431` (RFC 6585 §5).
+pub(crate) const MAX_HEAD_SIZE: usize = 64 * 1024;
+
+fn head_size<B>(req: &Request<B>) -> usize {
+    let target = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    req.headers().iter().fold(target, |n, (name, value)| {
+        n + name.as_str().len() + value.len() + 32
+    })
+}
+
 impl<S> Upgrade<S> {
     /// A request that does not switch: on to the inner service, or `426` if required.
     #[inline]
@@ -183,6 +197,19 @@ impl<S> Upgrade<S> {
             tracker.record(&protocol, Event::RejectedShuttingDown);
             tracing::debug!(protocol = %entry.token, reason = "shutting down", "upgrade request refused");
             return ResponseFuture::ready(unavailable(tracker, "server is shutting down\n"));
+        }
+        // Bound what the client controls: hyper's own limit on the head (about 400 KiB by
+        // default) is not exact, and the head goes with the connection into the handler.
+        if head_size(&req) > MAX_HEAD_SIZE {
+            tracker.record(&protocol, Event::RejectedHead);
+            tracing::debug!(protocol = %entry.token, "upgrade request head too large");
+            return ResponseFuture::ready(rejection_response(
+                Rejection::new(
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    "upgrade request head too large\n",
+                )
+                .header(header::CONNECTION, HeaderValue::from_static("close")),
+            ));
         }
         let (mut parts, body) = req.into_parts();
         // A handler that carries HTTP requests on the connection gets this very service,

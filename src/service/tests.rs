@@ -394,3 +394,26 @@ async fn an_accepted_upgrade_is_101_with_the_handlers_headers() {
     assert_eq!(drained.aborted, 0);
     assert_eq!(layer.tracker().live(), 0);
 }
+
+#[tokio::test]
+async fn an_oversized_head_is_431_and_closes() {
+    let layer = layer_with(Scripted::new(accept));
+    let mut req = upgrade("test/1")
+        .header("x-big", "b".repeat(crate::service::MAX_HEAD_SIZE))
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    req.extensions_mut().insert(on_upgrade().await);
+    let (status, headers, body) = call(&layer, req).await;
+    assert_eq!(status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    assert_eq!(headers[header::CONNECTION], "close");
+    assert_eq!(body, "upgrade request head too large\n");
+    assert_eq!(layer.tracker().stats().totals.rejected_head, 1);
+    // Just under the bound switches.
+    let mut req = upgrade("test/1")
+        .header("x-big", "b".repeat(crate::service::MAX_HEAD_SIZE - 1024))
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    req.extensions_mut().insert(on_upgrade().await);
+    let (status, _, _) = call(&layer, req).await;
+    assert_eq!(status, StatusCode::SWITCHING_PROTOCOLS);
+}

@@ -28,6 +28,7 @@ pub(crate) struct Counters {
     rejected_shutting_down: AtomicU64,
     rejected_body: AtomicU64,
     rejected_cannot_switch: AtomicU64,
+    rejected_head: AtomicU64,
     completed: AtomicU64,
     failed: AtomicU64,
     pub(super) live: AtomicUsize,
@@ -44,6 +45,7 @@ pub(crate) enum Event {
     RejectedShuttingDown,
     RejectedBody,
     RejectedCannotSwitch,
+    RejectedHead,
     Completed,
     Failed,
 }
@@ -59,6 +61,7 @@ impl Counters {
             Event::RejectedShuttingDown => &self.rejected_shutting_down,
             Event::RejectedBody => &self.rejected_body,
             Event::RejectedCannotSwitch => &self.rejected_cannot_switch,
+            Event::RejectedHead => &self.rejected_head,
             Event::Completed => &self.completed,
             Event::Failed => &self.failed,
         }
@@ -75,6 +78,7 @@ impl Counters {
             rejected_shutting_down: get(&self.rejected_shutting_down),
             rejected_body: get(&self.rejected_body),
             rejected_cannot_switch: get(&self.rejected_cannot_switch),
+            rejected_head: get(&self.rejected_head),
             completed: get(&self.completed),
             failed: get(&self.failed),
             live: self.live.load(Ordering::Relaxed) as u64,
@@ -107,6 +111,8 @@ pub struct Counts {
     pub rejected_body: u64,
     /// Requests that could not switch (no hyper `OnUpgrade`, `500`).
     pub rejected_cannot_switch: u64,
+    /// Requests whose head was too large to switch on (`431`).
+    pub rejected_head: u64,
     /// Upgraded connections whose handler returned `Ok`.
     pub completed: u64,
     /// Upgraded connections that ended in an [`UpgradeError`](crate::UpgradeError).

@@ -184,9 +184,10 @@ impl Tracker {
         let inner = Arc::clone(&self.inner);
         async move {
             let start = Instant::now();
+            // Counted before the signal fires: connections that end on it are counted.
+            let live_at_start = inner.totals.live.load(Ordering::Relaxed);
             inner.shutdown.fire();
             inner.tasks.close();
-            let live_at_start = inner.totals.live.load(Ordering::Relaxed);
             let mut aborted = 0;
             if tokio::time::timeout(deadline, inner.tasks.wait())
                 .await
