@@ -1,6 +1,5 @@
 //! The `websocket` handler over real TCP: tokio-tungstenite as the client, raw bytes for
 //! the exact status lines of every rejection, and the `h2` crate for RFC 8441.
-#![cfg(feature = "websocket")]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,8 +20,7 @@ use tokio_tungstenite::tungstenite::{
 use tower_upgrade::websocket::{CloseFrame, Message, WebSocket, WebSocketHandler};
 use tower_upgrade::{UpgradeLayer, UpgradeRequest};
 
-mod support;
-use support::{WsClient as Client, ws_next as next};
+use crate::support::{WsClient as Client, ws_next as next};
 
 const STEP: Duration = Duration::from_secs(5);
 

@@ -2,8 +2,6 @@
 //! and the state the connection must be in afterwards. After the suite the server still
 //! serves and no upgraded connection is left counted.
 
-mod support;
-
 use std::net::SocketAddr;
 
 use axum::Router;
@@ -13,7 +11,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tower_upgrade::UpgradeLayer;
 
-use support::*;
+use crate::support::*;
 
 /// What the connection is after the response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

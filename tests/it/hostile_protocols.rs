@@ -1,10 +1,7 @@
 //! Hostile and malformed WebSocket and h2c upgrade requests over raw TCP, against an app
 //! shaped like the echo example (h2c on the whole app, a WebSocket route that requires the
 //! upgrade). Each case has the status it must get and the state of the connection after.
-//! With `tests/hostile.rs`, more than 60 cases.
-#![cfg(all(feature = "websocket", feature = "h2c"))]
-
-mod support;
+//! With the `hostile` module, more than 60 cases.
 
 use std::net::SocketAddr;
 
@@ -16,7 +13,7 @@ use tower_upgrade::h2c::H2c;
 use tower_upgrade::websocket::{Message, WebSocket, WebSocketHandler};
 use tower_upgrade::{Tracker, UpgradeLayer};
 
-use support::*;
+use crate::support::*;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum After {

@@ -1,7 +1,5 @@
 //! The core layer over real TCP: status lines and headers read as raw bytes.
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -18,7 +16,7 @@ use tower_upgrade::{
     UpgradeRequest, UpgradedIo, handler_fn,
 };
 
-use support::*;
+use crate::support::*;
 
 fn upper() -> impl ProtocolHandler {
     handler_fn("upper/1", upper_lines)

@@ -1,7 +1,5 @@
 //! Lifecycle of upgraded connections over real TCP: counts, limits, shutdown, failures.
 
-mod support;
-
 use std::time::Duration;
 
 use axum::Router;
@@ -10,7 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tower_upgrade::{UpgradeLayer, UpgradeRequest, UpgradedIo, handler_fn};
 
-use support::*;
+use crate::support::*;
 
 /// `polite`: echoes bytes; says `bye\n` and ends when shutdown starts.
 async fn polite(mut io: UpgradedIo, req: UpgradeRequest) -> std::io::Result<()> {

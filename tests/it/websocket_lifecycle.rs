@@ -1,8 +1,5 @@
 //! WebSockets and the connection lifecycle over real TCP: graceful shutdown sends close
 //! `1001`, keep-alive pings, and back-pressure from a client that never reads.
-#![cfg(feature = "websocket")]
-
-mod support;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -18,8 +15,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as TClose
 use tower_upgrade::websocket::{Message, WebSocket, WebSocketConfig, WebSocketHandler};
 use tower_upgrade::{Tracker, UpgradeLayer};
 
-use support::*;
-use support::{WsClient as Client, ws_next as next};
+use crate::support::*;
+use crate::support::{WsClient as Client, ws_next as next};
 
 async fn echo(mut ws: WebSocket) -> Result<(), tower_upgrade::websocket::Error> {
     while let Some(msg) = ws.recv().await {

@@ -3,9 +3,6 @@
 //!
 //! Needs `nginx` on the PATH (`.ci/install-system.sh`), so it is ignored by a plain
 //! `cargo test`; `.ci/run` runs it with `--ignored`.
-#![cfg(all(feature = "websocket", feature = "h2c"))]
-
-mod support;
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -17,7 +14,7 @@ use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message as TMessage;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use support::*;
+use crate::support::*;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

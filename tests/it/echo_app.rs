@@ -1,8 +1,5 @@
 //! The echo example as a user runs it: a separate process, checked from outside over real
 //! TCP, including a graceful shutdown with live WebSockets.
-#![cfg(all(feature = "websocket", feature = "h2c"))]
-
-mod support;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -15,8 +12,8 @@ use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message as TMessage;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use support::*;
-use support::{WsClient as Client, ws_next as next};
+use crate::support::*;
+use crate::support::{WsClient as Client, ws_next as next};
 
 /// The example binary, which `cargo test` builds next to the test binaries.
 fn echo_binary() -> std::path::PathBuf {
