@@ -134,16 +134,7 @@ async fn spawn_app() -> (SocketAddr, Tracker) {
         .protocol(H2c::new())
         .unwrap()
         .layer(router);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            axum::ServiceExt::<axum::extract::Request>::into_make_service(app),
-        )
-        .await
-    });
-    (addr, tracker)
+    (spawn_axum(app).await, tracker)
 }
 
 #[tokio::test]

@@ -5,7 +5,6 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
@@ -15,26 +14,38 @@ use tokio::net::{TcpListener, TcpStream};
 /// How long any single read in a test may take before the test fails.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Serves `app` with `axum::serve` on `127.0.0.1:0`.
-pub async fn spawn_axum(app: Router) -> SocketAddr {
+/// Serves `app` (a `Router`, or any service axum can serve, such as a layered `Router`)
+/// with `axum::serve` on `127.0.0.1:0`.
+pub async fn spawn_axum<S>(app: S) -> SocketAddr
+where
+    S: tower::Service<
+            axum::extract::Request,
+            Response = axum::response::Response,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let app = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     addr
 }
 
 /// Serves `svc` with `hyper::server::conn::http1` on `127.0.0.1:0`, with upgrades on
 /// (`with_upgrades = true`) or off.
-pub async fn spawn_hyper<S>(svc: S, with_upgrades: bool) -> SocketAddr
+pub async fn spawn_hyper<S, B>(svc: S, with_upgrades: bool) -> SocketAddr
 where
-    S: tower::Service<
-            http::Request<Incoming>,
-            Response = http::Response<axum::body::Body>,
-            Error = Infallible,
-        > + Clone
+    S: tower::Service<http::Request<Incoming>, Response = http::Response<B>, Error = Infallible>
+        + Clone
         + Send
         + 'static,
     S::Future: Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -56,6 +67,13 @@ where
         }
     });
     addr
+}
+
+/// Awaits `f` for at most [`IO_TIMEOUT`]; panics when it takes longer.
+pub async fn within<F: Future>(f: F) -> F::Output {
+    tokio::time::timeout(IO_TIMEOUT, f)
+        .await
+        .expect("timed out")
 }
 
 /// Connects and writes `request` at once.
