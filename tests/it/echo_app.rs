@@ -7,8 +7,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::SinkExt;
-use tokio::net::TcpStream;
-use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message as TMessage;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
@@ -94,7 +92,6 @@ impl Drop for Echo {
 }
 
 async fn ws(addr: SocketAddr) -> Client {
-    let tcp = TcpStream::connect(addr).await.unwrap();
     // Same-origin, as the page's own script.
     let request = http::Request::get(format!("ws://{addr}/ws"))
         .header("host", addr.to_string())
@@ -102,14 +99,10 @@ async fn ws(addr: SocketAddr) -> Client {
         .header("connection", "Upgrade")
         .header("upgrade", "websocket")
         .header("sec-websocket-version", "13")
-        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .header("sec-websocket-key", WS_KEY)
         .body(())
         .unwrap();
-    timeout(IO_TIMEOUT, tokio_tungstenite::client_async(request, tcp))
-        .await
-        .unwrap()
-        .unwrap()
-        .0
+    ws_connect(addr, request).await.0
 }
 
 #[tokio::test]
@@ -178,12 +171,7 @@ async fn max_upgrades_limits_live_websockets() {
     let echo = Echo::start(&[("MAX_UPGRADES", "2")]);
     let mut first = ws(echo.addr).await;
     let _second = ws(echo.addr).await;
-    let mut stream = send(
-        echo.addr,
-        b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\
-          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-    )
-    .await;
+    let mut stream = send(echo.addr, WS_UPGRADE).await;
     let (head, body) = read_response(&mut stream).await;
     assert!(
         head.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
@@ -195,12 +183,7 @@ async fn max_upgrades_limits_live_websockets() {
     while next(&mut first).await.is_some() {}
     // The slot is free again (bounded wait for the server to see the close).
     for attempt in 0.. {
-        let mut stream = send(
-            echo.addr,
-            b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\
-              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-        )
-        .await;
+        let mut stream = send(echo.addr, WS_UPGRADE).await;
         if read_head(&mut stream).await.starts_with("HTTP/1.1 101 ") {
             break;
         }

@@ -22,11 +22,9 @@ use tower::{Layer, ServiceExt, service_fn};
 use tower_upgrade::{UpgradeLayer, h2c::H2c};
 
 use crate::support::{
-    header, read_head, read_response, read_to_end, send, spawn_axum, spawn_hyper, within,
+    H2C_SETTINGS, header, read_head, read_response, read_to_end, send, spawn_axum, spawn_hyper,
+    within,
 };
-
-/// curl 7.88's `HTTP2-Settings`.
-const SETTINGS: &str = "AAMAAABkAARAAAAAAAIAAAAA";
 
 /// Counts failures after the `101`, which none of these tests expect.
 fn layer(failures: &Arc<AtomicUsize>) -> UpgradeLayer {
@@ -116,7 +114,7 @@ async fn upgrade(addr: SocketAddr, head: &str, body: &[u8]) -> TcpStream {
 fn upgrade_head(method: &str, target: &str, extra: &str) -> String {
     format!(
         "{method} {target} HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade, HTTP2-Settings\r\n\
-         Upgrade: h2c\r\nHTTP2-Settings: {SETTINGS}\r\n{extra}\r\n"
+         Upgrade: h2c\r\nHTTP2-Settings: {H2C_SETTINGS}\r\n{extra}\r\n"
     )
 }
 
@@ -512,7 +510,7 @@ async fn bad_offers_are_served_over_http1() {
             "two HTTP2-Settings",
             format!(
                 "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n\
-                 HTTP2-Settings: {SETTINGS}\r\nHTTP2-Settings: {SETTINGS}\r\n"
+                 HTTP2-Settings: {H2C_SETTINGS}\r\nHTTP2-Settings: {H2C_SETTINGS}\r\n"
             ),
             body,
         ),
@@ -536,20 +534,20 @@ async fn bad_offers_are_served_over_http1() {
         ),
         (
             "HTTP2-Settings not named in Connection",
-            format!("Connection: Upgrade\r\nUpgrade: h2c\r\nHTTP2-Settings: {SETTINGS}\r\n"),
+            format!("Connection: Upgrade\r\nUpgrade: h2c\r\nHTTP2-Settings: {H2C_SETTINGS}\r\n"),
             body,
         ),
         (
             "Upgrade: h2 (TLS only)",
             format!(
-                "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2\r\nHTTP2-Settings: {SETTINGS}\r\n"
+                "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2\r\nHTTP2-Settings: {H2C_SETTINGS}\r\n"
             ),
             body,
         ),
         (
             "body above 65535 bytes",
             format!(
-                "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: {SETTINGS}\r\n"
+                "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: {H2C_SETTINGS}\r\n"
             ),
             &big,
         ),
@@ -570,7 +568,7 @@ async fn bad_offers_are_served_over_http1() {
     // A chunked body is served over HTTP/1.1 too.
     let req = format!(
         "POST /echo HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade, HTTP2-Settings\r\n\
-         Upgrade: h2c\r\nHTTP2-Settings: {SETTINGS}\r\nTransfer-Encoding: chunked\r\n\r\n\
+         Upgrade: h2c\r\nHTTP2-Settings: {H2C_SETTINGS}\r\nTransfer-Encoding: chunked\r\n\r\n\
          5\r\nhello\r\n0\r\n\r\n"
     );
     let res = http1_response(addr, req.as_bytes()).await;
@@ -590,7 +588,7 @@ async fn a_request_that_cannot_switch_is_served_as_usual() {
                 .header("host", "localhost")
                 .header("connection", "Upgrade, HTTP2-Settings")
                 .header("upgrade", "h2c")
-                .header("http2-settings", SETTINGS)
+                .header("http2-settings", H2C_SETTINGS)
                 .body(Body::empty())
                 .unwrap(),
         )

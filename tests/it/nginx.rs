@@ -9,7 +9,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message as TMessage;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -125,14 +124,7 @@ type Client = WsClient;
 
 /// Connects through nginx; returns the client and the instance that answered.
 async fn connect(proxy: SocketAddr) -> (Client, String) {
-    let tcp = TcpStream::connect(proxy).await.unwrap();
-    let (client, res) = timeout(
-        IO_TIMEOUT,
-        tokio_tungstenite::client_async(format!("ws://{proxy}/ws"), tcp),
-    )
-    .await
-    .expect("handshake timed out")
-    .expect("handshake failed");
+    let (client, res) = ws_connect(proxy, format!("ws://{proxy}/ws")).await;
     let instance = res
         .headers()
         .get("x-instance")

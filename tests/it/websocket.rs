@@ -11,7 +11,6 @@ use http::{HeaderValue, Method, Request, StatusCode, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::{
     self, Message as TMessage, client::IntoClientRequest, protocol::CloseFrame as TCloseFrame,
     protocol::frame::coding::CloseCode as TCloseCode,
@@ -20,22 +19,12 @@ use tower_upgrade::websocket::{CloseFrame, Message, WebSocket, WebSocketHandler}
 use tower_upgrade::{UpgradeLayer, UpgradeRequest};
 
 use crate::support::{
-    IO_TIMEOUT, WsClient as Client, read_response, send, spawn_axum, spawn_hyper, within,
-    ws_next as next,
+    WS_KEY, WsClient as Client, read_response, send, spawn_axum, spawn_hyper, within, ws_connect,
+    ws_echo, ws_next as next,
 };
 
 #[derive(Clone)]
 struct User(&'static str);
-
-async fn echo(mut ws: WebSocket) -> Result<(), tower_upgrade::websocket::Error> {
-    while let Some(msg) = ws.recv().await {
-        match msg? {
-            msg @ (Message::Text(_) | Message::Binary(_)) => ws.send(msg).await?,
-            Message::Ping(_) | Message::Pong(_) | Message::Close(_) => {}
-        }
-    }
-    Ok(())
-}
 
 fn layer<H: tower_upgrade::ProtocolHandler>(handler: H) -> UpgradeLayer {
     UpgradeLayer::new()
@@ -45,7 +34,7 @@ fn layer<H: tower_upgrade::ProtocolHandler>(handler: H) -> UpgradeLayer {
 }
 
 fn app() -> Router {
-    let echo_handler = WebSocketHandler::new(|ws, _req| echo(ws))
+    let echo_handler = WebSocketHandler::new(|ws, _req| ws_echo(ws))
         .protocols(["chat", "superchat"])
         .unwrap();
     let whoami = WebSocketHandler::new(|mut ws: WebSocket, req: UpgradeRequest| async move {
@@ -60,11 +49,11 @@ fn app() -> Router {
     })
     .protocols(["chat"])
     .unwrap();
-    let required = WebSocketHandler::new(|ws, _req| echo(ws))
+    let required = WebSocketHandler::new(|ws, _req| ws_echo(ws))
         .protocols(["chat"])
         .unwrap()
         .require_protocol();
-    let allow = WebSocketHandler::new(|ws, _req| echo(ws))
+    let allow = WebSocketHandler::new(|ws, _req| ws_echo(ws))
         .allowed_origins(["https://app.example.com"])
         .unwrap();
     let fallback = || any(|| async { "not an upgrade\n" });
@@ -110,11 +99,7 @@ async fn connect(
         req.headers_mut()
             .insert("sec-websocket-protocol", HeaderValue::from_str(p).unwrap());
     }
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    timeout(IO_TIMEOUT, tokio_tungstenite::client_async(req, tcp))
-        .await
-        .expect("handshake timed out")
-        .expect("handshake failed")
+    ws_connect(addr, req).await
 }
 
 async fn echoes_text_binary_and_a_1_mib_message(addr: SocketAddr) {
@@ -208,8 +193,6 @@ async fn handler_gets_outer_extensions_and_closes_with_its_code() {
 
 // ===== raw HTTP/1.1: exact status lines =====
 
-const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
-
 /// Sends `head` (request line and headers, without the final empty line) and returns the
 /// response head and body.
 async fn raw(addr: SocketAddr, head: &str) -> (String, String) {
@@ -231,7 +214,7 @@ fn upgrade_request(method: &str, path: &str, extra: &[&str]) -> String {
 fn valid(extra: &[&str]) -> Vec<String> {
     let mut v = vec![
         "Sec-WebSocket-Version: 13".to_owned(),
-        format!("Sec-WebSocket-Key: {KEY}"),
+        format!("Sec-WebSocket-Key: {WS_KEY}"),
     ];
     v.extend(extra.iter().map(|s| (*s).to_owned()));
     v
@@ -263,7 +246,7 @@ async fn switches_with_mixed_case_upgrade_and_a_connection_list() {
     let addr = spawn_axum(app()).await;
     let req = format!(
         "GET /ws HTTP/1.1\r\nHost: example.com\r\nConnection: keep-alive, Upgrade\r\n\
-         Upgrade: WebSocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {KEY}\r\n\
+         Upgrade: WebSocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {WS_KEY}\r\n\
          Origin: http://example.com\r\nSec-WebSocket-Extensions: permessage-deflate"
     );
     let head = expect(addr, req, "HTTP/1.1 101 Switching Protocols", "").await;
@@ -293,7 +276,7 @@ async fn every_rejection_has_its_status_line() {
 
     expect(
         addr,
-        bad("GET", "/ws", vec![format!("Sec-WebSocket-Key: {KEY}")]),
+        bad("GET", "/ws", vec![format!("Sec-WebSocket-Key: {WS_KEY}")]),
         "HTTP/1.1 400 Bad Request",
         "missing Sec-WebSocket-Version",
     )
@@ -312,7 +295,7 @@ async fn every_rejection_has_its_status_line() {
             "/ws",
             vec![
                 "Sec-WebSocket-Version: 8".into(),
-                format!("Sec-WebSocket-Key: {KEY}"),
+                format!("Sec-WebSocket-Key: {WS_KEY}"),
             ],
         ),
         "HTTP/1.1 426 Upgrade Required",
@@ -332,7 +315,11 @@ async fn every_rejection_has_its_status_line() {
     .await;
     expect(
         addr,
-        bad("GET", "/ws", valid(&[&format!("Sec-WebSocket-Key: {KEY}")])),
+        bad(
+            "GET",
+            "/ws",
+            valid(&[&format!("Sec-WebSocket-Key: {WS_KEY}")]),
+        ),
         "HTTP/1.1 400 Bad Request",
         "Sec-WebSocket-Key header must appear once",
     )

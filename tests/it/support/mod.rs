@@ -11,6 +11,12 @@ use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+mod ws;
+pub use ws::*;
+
+/// curl 7.88's `HTTP2-Settings`.
+pub const H2C_SETTINGS: &str = "AAMAAABkAARAAAAAAAIAAAAA";
+
 /// How long any single read in a test may take before the test fails.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -196,18 +202,6 @@ pub async fn wait_live(tracker: &tower_upgrade::Tracker, live: usize) {
         tracker.live(),
         tracker.stats()
     );
-}
-
-/// A WebSocket client (tokio-tungstenite) over a test's TCP connection.
-pub type WsClient = tokio_tungstenite::WebSocketStream<TcpStream>;
-
-/// The next message from the server, within [`IO_TIMEOUT`]; `None` once the stream ends.
-pub async fn ws_next(client: &mut WsClient) -> Option<tokio_tungstenite::tungstenite::Message> {
-    use futures_util::StreamExt;
-    tokio::time::timeout(IO_TIMEOUT, client.next())
-        .await
-        .expect("read timed out")
-        .map(|r| r.expect("read failed"))
 }
 
 /// Sends a plain `GET /` on a connection that must still speak HTTP/1.1 (the caller reads
