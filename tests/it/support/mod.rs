@@ -5,11 +5,15 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use axum::Router;
+use axum::body::Bytes;
+use axum::routing::{get, post};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tower_upgrade::{ProtocolHandler, UpgradeLayer, UpgradeRequest, UpgradedIo, handler_fn};
 
 mod ws;
 pub use ws::*;
@@ -154,10 +158,7 @@ pub fn header_names(head: &str) -> Vec<String> {
 }
 
 /// The `upper/1` test protocol: every line the client sends comes back uppercased.
-pub async fn upper_lines(
-    io: tower_upgrade::UpgradedIo,
-    _req: tower_upgrade::UpgradeRequest,
-) -> std::io::Result<()> {
+pub async fn upper_lines(io: UpgradedIo, _req: UpgradeRequest) -> std::io::Result<()> {
     use tokio::io::{AsyncBufReadExt, BufReader};
     let mut io = BufReader::new(io);
     let mut line = String::new();
@@ -170,11 +171,32 @@ pub async fn upper_lines(
     Ok(())
 }
 
+/// The `upper/1` test protocol as a handler.
+pub fn upper() -> impl ProtocolHandler {
+    handler_fn("upper/1", upper_lines)
+}
+
+/// The `panics` test protocol: its handler panics (`boom`) right after the switch.
+pub fn panics() -> impl ProtocolHandler {
+    handler_fn("panics", |_io: UpgradedIo, _req: UpgradeRequest| async {
+        if true {
+            panic!("boom");
+        }
+    })
+}
+
 /// A layer with `upper/1` registered.
-pub fn upper_layer() -> tower_upgrade::UpgradeLayer {
-    tower_upgrade::UpgradeLayer::new()
-        .protocol(tower_upgrade::handler_fn("upper/1", upper_lines))
-        .unwrap()
+pub fn upper_layer() -> UpgradeLayer {
+    UpgradeLayer::new().protocol(upper()).unwrap()
+}
+
+/// The app most tests serve: `GET /` answers `plain` and `POST /echo` its body, with
+/// `layer` around both.
+pub fn plain_app(layer: UpgradeLayer) -> Router {
+    Router::new()
+        .route("/", get(|| async { "plain" }))
+        .route("/echo", post(|body: Bytes| async move { body }))
+        .layer(layer)
 }
 
 /// Reads a response and returns its status code and head.
