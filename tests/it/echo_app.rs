@@ -13,14 +13,6 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use crate::support::*;
 use crate::support::{WsClient as Client, ws_next as next};
 
-/// The example binary, which `cargo test` builds next to the test binaries.
-fn echo_binary() -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    dir.join("examples")
-        .join(format!("echo{}", std::env::consts::EXE_SUFFIX))
-}
-
 struct Echo {
     child: Child,
     addr: SocketAddr,
@@ -29,7 +21,7 @@ struct Echo {
 
 impl Echo {
     fn start(env: &[(&str, &str)]) -> Self {
-        let mut cmd = Command::new(echo_binary());
+        let mut cmd = Command::new(echo_example());
         cmd.env("ADDR", "127.0.0.1:0")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
@@ -58,12 +50,7 @@ impl Echo {
     }
 
     fn terminate(&self) {
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
+        sigterm(self.child.id());
     }
 
     /// Waits (bounded) for the process to exit; returns its status and the rest of stdout.

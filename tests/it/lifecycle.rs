@@ -216,13 +216,11 @@ async fn every_way_a_connection_ends_leaves_the_counters_right() {
     drop(stream);
 
     wait_live(&tracker, 0).await;
-    for _ in 0..500 {
+    eventually(|| {
         let t = tracker.stats().totals;
-        if t.completed + t.failed == 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+        t.completed + t.failed == 3
+    })
+    .await;
     let t = tracker.stats().totals;
     assert_eq!(t.attempts, 3);
     assert_eq!(t.accepted, 3);

@@ -68,15 +68,7 @@ impl Drop for Proc {
 }
 
 fn echo_instance(port: u16, name: &str) -> Proc {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join("echo");
-    let child = Command::new(bin)
+    let child = Command::new(echo_example())
         .env("ADDR", format!("127.0.0.1:{port}"))
         .env("INSTANCE", name)
         .env("RUST_LOG", "warn")
@@ -85,17 +77,6 @@ fn echo_instance(port: u16, name: &str) -> Proc {
         .expect("run examples/echo (built by `cargo test`)");
     wait_port(port);
     Proc(Some(child))
-}
-
-fn sigterm(proc: &Proc) {
-    assert!(
-        Command::new("kill")
-            .arg("-TERM")
-            .arg(proc.id().to_string())
-            .status()
-            .unwrap()
-            .success()
-    );
 }
 
 fn nginx(dir: &std::path::Path, port: u16, a: u16, b: u16) -> Proc {
@@ -198,7 +179,7 @@ async fn rolling_restart_behind_nginx() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Rolling restart of instance `a`, mid-traffic.
     let stopped = Instant::now();
-    sigterm(&a);
+    sigterm(a.id());
     let status = tokio::task::spawn_blocking(move || a.wait()).await.unwrap();
     assert!(status.success(), "{status:?}");
     let exit_took = stopped.elapsed();

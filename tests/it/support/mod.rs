@@ -15,7 +15,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tower_upgrade::{ProtocolHandler, UpgradeLayer, UpgradeRequest, UpgradedIo, handler_fn};
 
+mod process;
 mod ws;
+pub use process::*;
 pub use ws::*;
 
 /// curl 7.88's `HTTP2-Settings`.
@@ -210,14 +212,22 @@ pub async fn status_of(stream: &mut TcpStream) -> (u16, String) {
     (status, head)
 }
 
+/// Checks `done` every 10 ms, at most 500 times (5 s); returns whether it became true.
+pub async fn eventually(mut done: impl FnMut() -> bool) -> bool {
+    for _ in 0..500 {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
 /// Waits (at most 5 s) until the tracker counts `live` upgraded connections; panics with
 /// the counters otherwise.
 pub async fn wait_live(tracker: &tower_upgrade::Tracker, live: usize) {
-    for _ in 0..500 {
-        if tracker.live() == live {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    if eventually(|| tracker.live() == live).await {
+        return;
     }
     panic!(
         "live stayed at {} (wanted {live}): {:?}",
