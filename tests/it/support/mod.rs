@@ -15,9 +15,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tower_upgrade::{ProtocolHandler, UpgradeLayer, UpgradeRequest, UpgradedIo, handler_fn};
 
+// The `echo` example needs both features.
+#[cfg(all(feature = "websocket", feature = "h2c"))]
 mod process;
+#[cfg(feature = "websocket")]
 mod ws;
+#[cfg(all(feature = "websocket", feature = "h2c"))]
 pub use process::*;
+#[cfg(feature = "websocket")]
 pub use ws::*;
 
 /// curl 7.88's `HTTP2-Settings`.

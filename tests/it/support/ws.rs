@@ -44,7 +44,6 @@ pub async fn ws_next(client: &mut WsClient) -> Option<tokio_tungstenite::tungste
 }
 
 /// The server side: sends every text and binary message back.
-#[cfg(feature = "websocket")]
 pub async fn ws_echo(
     mut ws: tower_upgrade::websocket::WebSocket,
 ) -> Result<(), tower_upgrade::websocket::Error> {
