@@ -90,7 +90,7 @@ fi
 # 4. nghttp -u -d: upgrades with `OPTIONS *`, then POSTs on a later stream. nghttp does not
 #    wait for the answer to its `OPTIONS *` (stream 1): once the POST is answered it sends
 #    GOAWAY, so whether stream 1's answer shows in its output is a race. Stream 1 itself is
-#    checked by test 3 and by tests/h2c.rs.
+#    checked by test 3 and by tests/it/h2c.rs.
 name="nghttp -u -d POST /echo (OPTIONS * upgrade)"
 nghttp -u -v -t 10 -d "$tmp/body.txt" "$BASE/echo" >"$tmp/data.out" 2>&1
 rc=$?

@@ -1,16 +1,12 @@
 //! Lifecycle of upgraded connections over real TCP: counts, limits, shutdown, failures.
 
-mod support;
-
 use std::time::Duration;
 
-use axum::Router;
-use axum::routing::get;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tower_upgrade::{UpgradeLayer, UpgradeRequest, UpgradedIo, handler_fn};
 
-use support::*;
+use crate::support::*;
 
 /// `polite`: echoes bytes; says `bye\n` and ends when shutdown starts.
 async fn polite(mut io: UpgradedIo, req: UpgradeRequest) -> std::io::Result<()> {
@@ -43,21 +39,8 @@ fn layer() -> UpgradeLayer {
         .unwrap()
         .protocol(handler_fn("stubborn", stubborn))
         .unwrap()
-        .protocol(handler_fn(
-            "panics",
-            |_io: UpgradedIo, _req: UpgradeRequest| async {
-                if true {
-                    panic!("boom");
-                }
-            },
-        ))
+        .protocol(panics())
         .unwrap()
-}
-
-fn app(layer: UpgradeLayer) -> Router {
-    Router::new()
-        .route("/", get(|| async { "plain" }))
-        .layer(layer)
 }
 
 fn request(token: &str) -> Vec<u8> {
@@ -84,7 +67,7 @@ async fn echo_once(stream: &mut TcpStream) {
 async fn drain_tells_100_live_connections_and_waits_for_them() {
     let layer = layer();
     let tracker = layer.tracker().clone();
-    let addr = spawn_axum(app(layer)).await;
+    let addr = spawn_axum(plain_app(layer)).await;
     let mut clients = Vec::new();
     for _ in 0..100 {
         let mut stream = upgrade(addr, "polite").await;
@@ -135,7 +118,7 @@ async fn handlers_that_ignore_shutdown_are_aborted_at_the_deadline() {
         let _ = tx.send(e.kind());
     });
     let tracker = layer.tracker().clone();
-    let addr = spawn_axum(app(layer)).await;
+    let addr = spawn_axum(plain_app(layer)).await;
     let mut stubborn = upgrade(addr, "stubborn").await;
     let mut polite = upgrade(addr, "polite").await;
     echo_once(&mut polite).await;
@@ -164,7 +147,7 @@ async fn the_limit_refuses_upgrades_before_switching_and_frees_slots() {
     let tracker = layer.tracker().clone();
     tracker.set_max_connections(Some(3));
     tracker.set_retry_after(Duration::from_secs(7));
-    let addr = spawn_axum(app(layer)).await;
+    let addr = spawn_axum(plain_app(layer)).await;
     let mut open = Vec::new();
     for _ in 0..3 {
         open.push(upgrade(addr, "polite").await);
@@ -199,7 +182,7 @@ async fn per_protocol_limits_apply_to_their_protocol_only() {
     tracker
         .set_protocol_max_connections("stubborn", Some(1))
         .unwrap();
-    let addr = spawn_axum(app(layer)).await;
+    let addr = spawn_axum(plain_app(layer)).await;
     let _first = upgrade(addr, "stubborn").await;
     let mut stream = send(addr, &request("stubborn")).await;
     assert!(
@@ -219,7 +202,7 @@ async fn per_protocol_limits_apply_to_their_protocol_only() {
 async fn every_way_a_connection_ends_leaves_the_counters_right() {
     let layer = layer();
     let tracker = layer.tracker().clone();
-    let addr = spawn_axum(app(layer)).await;
+    let addr = spawn_axum(plain_app(layer)).await;
 
     // A handler panic.
     let mut stream = upgrade(addr, "panics").await;
@@ -233,13 +216,11 @@ async fn every_way_a_connection_ends_leaves_the_counters_right() {
     drop(stream);
 
     wait_live(&tracker, 0).await;
-    for _ in 0..500 {
+    eventually(|| {
         let t = tracker.stats().totals;
-        if t.completed + t.failed == 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+        t.completed + t.failed == 3
+    })
+    .await;
     let t = tracker.stats().totals;
     assert_eq!(t.attempts, 3);
     assert_eq!(t.accepted, 3);
@@ -255,7 +236,7 @@ async fn every_way_a_connection_ends_leaves_the_counters_right() {
 async fn idle_connections_time_out() {
     let layer = layer().idle_timeout(Duration::from_millis(400));
     let tracker = layer.tracker().clone();
-    let addr = spawn_axum(app(layer)).await;
+    let addr = spawn_axum(plain_app(layer)).await;
     let mut stream = upgrade(addr, "polite").await;
     // Traffic keeps it open past the timeout.
     for _ in 0..6 {
@@ -298,7 +279,7 @@ async fn the_connection_span_records_protocol_peer_and_outcome_at_debug() {
     let _guard = tracing::subscriber::set_default(subscriber);
     let layer = upper_layer();
     let tracker = layer.tracker().clone();
-    let addr = spawn_axum(app(layer)).await;
+    let addr = spawn_axum(plain_app(layer)).await;
     let mut stream = upgrade(addr, "upper/1").await;
     let client = stream.local_addr().unwrap();
     stream.write_all(b"ping\n").await.unwrap();

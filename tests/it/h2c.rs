@@ -12,24 +12,19 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
 use tower::{Layer, ServiceExt, service_fn};
 use tower_upgrade::{UpgradeLayer, h2c::H2c};
 
-const TIMEOUT: Duration = Duration::from_secs(5);
-/// curl 7.88's `HTTP2-Settings`.
-const SETTINGS: &str = "AAMAAABkAARAAAAAAAIAAAAA";
-
-async fn within<F: Future>(f: F) -> F::Output {
-    tokio::time::timeout(TIMEOUT, f).await.expect("timed out")
-}
+use crate::support::{
+    H2C_SETTINGS, header, read_head, read_response, read_to_end, send, spawn_axum, spawn_hyper,
+    within,
+};
 
 /// Counts failures after the `101`, which none of these tests expect.
 fn layer(failures: &Arc<AtomicUsize>) -> UpgradeLayer {
@@ -81,20 +76,13 @@ fn router() -> Router {
 }
 
 /// `axum::serve`, the layer around the whole router.
-async fn spawn_axum(failures: &Arc<AtomicUsize>) -> SocketAddr {
-    let app = layer(failures).layer(router());
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app =
-        tower::ServiceExt::<axum::extract::Request>::map_response(app, IntoResponse::into_response);
-    let app = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
+async fn spawn_router(failures: &Arc<AtomicUsize>) -> SocketAddr {
+    spawn_axum(layer(failures).layer(router())).await
 }
 
 /// hyper's HTTP/1.1 server with upgrades, and a service that takes hyper's own body and
 /// answers every method (`HEAD` included) with a body describing the request.
-async fn spawn_hyper(failures: &Arc<AtomicUsize>) -> SocketAddr {
+async fn spawn_describing(failures: &Arc<AtomicUsize>) -> SocketAddr {
     let inner = service_fn(|req: Request<Incoming>| async move {
         let (parts, body) = req.into_parts();
         let body = body.collect().await.unwrap().to_bytes();
@@ -105,38 +93,12 @@ async fn spawn_hyper(failures: &Arc<AtomicUsize>) -> SocketAddr {
         );
         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(text))))
     });
-    let app = layer(failures).layer(inner);
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (tcp, _) = listener.accept().await.unwrap();
-            let app = app.clone();
-            let service = hyper::service::service_fn(move |req| app.clone().oneshot(req));
-            tokio::spawn(
-                hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tcp), service)
-                    .with_upgrades(),
-            );
-        }
-    });
-    addr
-}
-
-/// Reads a response head byte by byte, so that nothing after it is consumed.
-async fn read_head(stream: &mut TcpStream) -> String {
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let b = within(stream.read_u8()).await.unwrap();
-        head.push(b);
-    }
-    String::from_utf8(head).unwrap()
+    spawn_hyper(layer(failures).layer(inner), true).await
 }
 
 /// Sends an h2c upgrade request and checks the `101`.
 async fn upgrade(addr: SocketAddr, head: &str, body: &[u8]) -> TcpStream {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut stream = send(addr, head.as_bytes()).await;
     stream.write_all(body).await.unwrap();
     let head = read_head(&mut stream).await;
     assert!(
@@ -152,7 +114,7 @@ async fn upgrade(addr: SocketAddr, head: &str, body: &[u8]) -> TcpStream {
 fn upgrade_head(method: &str, target: &str, extra: &str) -> String {
     format!(
         "{method} {target} HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade, HTTP2-Settings\r\n\
-         Upgrade: h2c\r\nHTTP2-Settings: {SETTINGS}\r\n{extra}\r\n"
+         Upgrade: h2c\r\nHTTP2-Settings: {H2C_SETTINGS}\r\n{extra}\r\n"
     )
 }
 
@@ -291,8 +253,7 @@ async fn request(
 
 /// Waits for the server to close the connection, and checks that nothing failed.
 async fn assert_closed_cleanly(mut tcp: TcpStream, failures: &AtomicUsize) {
-    let mut rest = Vec::new();
-    within(tcp.read_to_end(&mut rest)).await.unwrap();
+    read_to_end(&mut tcp).await;
     // The connection task reports a failure right after it drops the connection.
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(
@@ -328,7 +289,7 @@ async fn over_h2<F, Fut>(
 #[tokio::test]
 async fn answers_stream_1_then_concurrent_streams_with_axum_serve() {
     let failures = Arc::default();
-    let addr = spawn_axum(&failures).await;
+    let addr = spawn_router(&failures).await;
     let tcp = upgrade(
         addr,
         &upgrade_head(
@@ -403,15 +364,14 @@ async fn futures_join_all<F: Future<Output = ()>>(futures: impl Iterator<Item = 
 #[tokio::test]
 async fn answers_a_post_body_with_expect_100_continue_on_hyper() {
     let failures = Arc::default();
-    let addr = spawn_hyper(&failures).await;
+    let addr = spawn_describing(&failures).await;
     let body = "x".repeat(1000);
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
     let head = upgrade_head(
         "POST",
         "/submit",
         "Content-Length: 1000\r\nExpect: 100-continue\r\nX-Test: two\r\n",
     );
-    tcp.write_all(head.as_bytes()).await.unwrap();
+    let mut tcp = send(addr, head.as_bytes()).await;
     let cont = read_head(&mut tcp).await;
     assert_eq!(cont, "HTTP/1.1 100 Continue\r\n\r\n");
     tcp.write_all(body.as_bytes()).await.unwrap();
@@ -449,7 +409,7 @@ async fn answers_a_post_body_with_expect_100_continue_on_hyper() {
 #[tokio::test]
 async fn head_over_http2_has_an_empty_body() {
     let failures = Arc::default();
-    let addr = spawn_hyper(&failures).await;
+    let addr = spawn_describing(&failures).await;
     let tcp = upgrade(addr, &upgrade_head("HEAD", "/", ""), b"").await;
     over_h2(
         tcp,
@@ -474,7 +434,7 @@ async fn head_over_http2_has_an_empty_body() {
 async fn options_asterisk_is_answered_on_stream_1() {
     // What `nghttp -u -d` sends first.
     let failures = Arc::default();
-    let addr = spawn_hyper(&failures).await;
+    let addr = spawn_describing(&failures).await;
     let tcp = upgrade(addr, &upgrade_head("OPTIONS", "*", ""), b"").await;
     over_h2(
         tcp,
@@ -499,7 +459,7 @@ async fn upgrade_with_a_40kb_body_then_a_1mib_upload_to_a_late_reader() {
     // never spent; unless the server's WINDOW_UPDATEs make up for it, the client overruns
     // the window (FLOW_CONTROL_ERROR) while the handler is not reading.
     let failures = Arc::default();
-    let addr = spawn_axum(&failures).await;
+    let addr = spawn_router(&failures).await;
     let body: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
     let head = upgrade_head("POST", "/echo", "Content-Length: 40000\r\n");
     let tcp = upgrade(addr, &head, &body).await;
@@ -525,26 +485,19 @@ async fn upgrade_with_a_40kb_body_then_a_1mib_upload_to_a_late_reader() {
 
 /// Sends a request that must not switch and returns the whole HTTP/1.1 response.
 async fn http1_response(addr: SocketAddr, req: &[u8]) -> String {
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(req).await.unwrap();
-    let head = read_head(&mut tcp).await;
-    let len: usize = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-length: ")
-                .map(|v| v.trim().parse().unwrap())
-        })
-        .unwrap_or_else(|| panic!("no content-length: {head}"));
-    let mut body = vec![0; len];
-    within(tcp.read_exact(&mut body)).await.unwrap();
-    head + std::str::from_utf8(&body).unwrap()
+    let mut tcp = send(addr, req).await;
+    let (head, body) = read_response(&mut tcp).await;
+    assert!(
+        header(&head, "content-length").is_some(),
+        "no content-length: {head}"
+    );
+    head + &body
 }
 
 #[tokio::test]
 async fn bad_offers_are_served_over_http1() {
     let failures = Arc::default();
-    let addr = spawn_axum(&failures).await;
+    let addr = spawn_router(&failures).await;
     let body = "0123456789";
     let big = "b".repeat(70_000);
     let cases: Vec<(&str, String, &str)> = vec![
@@ -557,7 +510,7 @@ async fn bad_offers_are_served_over_http1() {
             "two HTTP2-Settings",
             format!(
                 "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n\
-                 HTTP2-Settings: {SETTINGS}\r\nHTTP2-Settings: {SETTINGS}\r\n"
+                 HTTP2-Settings: {H2C_SETTINGS}\r\nHTTP2-Settings: {H2C_SETTINGS}\r\n"
             ),
             body,
         ),
@@ -581,20 +534,20 @@ async fn bad_offers_are_served_over_http1() {
         ),
         (
             "HTTP2-Settings not named in Connection",
-            format!("Connection: Upgrade\r\nUpgrade: h2c\r\nHTTP2-Settings: {SETTINGS}\r\n"),
+            format!("Connection: Upgrade\r\nUpgrade: h2c\r\nHTTP2-Settings: {H2C_SETTINGS}\r\n"),
             body,
         ),
         (
             "Upgrade: h2 (TLS only)",
             format!(
-                "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2\r\nHTTP2-Settings: {SETTINGS}\r\n"
+                "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2\r\nHTTP2-Settings: {H2C_SETTINGS}\r\n"
             ),
             body,
         ),
         (
             "body above 65535 bytes",
             format!(
-                "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: {SETTINGS}\r\n"
+                "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: {H2C_SETTINGS}\r\n"
             ),
             &big,
         ),
@@ -615,7 +568,7 @@ async fn bad_offers_are_served_over_http1() {
     // A chunked body is served over HTTP/1.1 too.
     let req = format!(
         "POST /echo HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade, HTTP2-Settings\r\n\
-         Upgrade: h2c\r\nHTTP2-Settings: {SETTINGS}\r\nTransfer-Encoding: chunked\r\n\r\n\
+         Upgrade: h2c\r\nHTTP2-Settings: {H2C_SETTINGS}\r\nTransfer-Encoding: chunked\r\n\r\n\
          5\r\nhello\r\n0\r\n\r\n"
     );
     let res = http1_response(addr, req.as_bytes()).await;
@@ -635,7 +588,7 @@ async fn a_request_that_cannot_switch_is_served_as_usual() {
                 .header("host", "localhost")
                 .header("connection", "Upgrade, HTTP2-Settings")
                 .header("upgrade", "h2c")
-                .header("http2-settings", SETTINGS)
+                .header("http2-settings", H2C_SETTINGS)
                 .body(Body::empty())
                 .unwrap(),
         )

@@ -1,6 +1,5 @@
 //! The `websocket` handler over real TCP: tokio-tungstenite as the client, raw bytes for
 //! the exact status lines of every rejection, and the `h2` crate for RFC 8441.
-#![cfg(feature = "websocket")]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,9 +10,7 @@ use futures_util::SinkExt;
 use http::{HeaderValue, Method, Request, StatusCode, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::{
     self, Message as TMessage, client::IntoClientRequest, protocol::CloseFrame as TCloseFrame,
     protocol::frame::coding::CloseCode as TCloseCode,
@@ -21,23 +18,13 @@ use tokio_tungstenite::tungstenite::{
 use tower_upgrade::websocket::{CloseFrame, Message, WebSocket, WebSocketHandler};
 use tower_upgrade::{UpgradeLayer, UpgradeRequest};
 
-mod support;
-use support::{WsClient as Client, ws_next as next};
-
-const STEP: Duration = Duration::from_secs(5);
+use crate::support::{
+    WS_KEY, WsClient as Client, read_response, send, spawn_axum, spawn_hyper, within, ws_connect,
+    ws_echo, ws_next as next,
+};
 
 #[derive(Clone)]
 struct User(&'static str);
-
-async fn echo(mut ws: WebSocket) -> Result<(), tower_upgrade::websocket::Error> {
-    while let Some(msg) = ws.recv().await {
-        match msg? {
-            msg @ (Message::Text(_) | Message::Binary(_)) => ws.send(msg).await?,
-            Message::Ping(_) | Message::Pong(_) | Message::Close(_) => {}
-        }
-    }
-    Ok(())
-}
 
 fn layer<H: tower_upgrade::ProtocolHandler>(handler: H) -> UpgradeLayer {
     UpgradeLayer::new()
@@ -47,7 +34,7 @@ fn layer<H: tower_upgrade::ProtocolHandler>(handler: H) -> UpgradeLayer {
 }
 
 fn app() -> Router {
-    let echo_handler = WebSocketHandler::new(|ws, _req| echo(ws))
+    let echo_handler = WebSocketHandler::new(|ws, _req| ws_echo(ws))
         .protocols(["chat", "superchat"])
         .unwrap();
     let whoami = WebSocketHandler::new(|mut ws: WebSocket, req: UpgradeRequest| async move {
@@ -62,11 +49,11 @@ fn app() -> Router {
     })
     .protocols(["chat"])
     .unwrap();
-    let required = WebSocketHandler::new(|ws, _req| echo(ws))
+    let required = WebSocketHandler::new(|ws, _req| ws_echo(ws))
         .protocols(["chat"])
         .unwrap()
         .require_protocol();
-    let allow = WebSocketHandler::new(|ws, _req| echo(ws))
+    let allow = WebSocketHandler::new(|ws, _req| ws_echo(ws))
         .allowed_origins(["https://app.example.com"])
         .unwrap();
     let fallback = || any(|| async { "not an upgrade\n" });
@@ -78,31 +65,6 @@ fn app() -> Router {
         // An outer layer, as an authentication layer would be: its extension reaches the
         // connection handler.
         .layer(Extension(User("alice")))
-}
-
-async fn spawn_axum() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app()).await });
-    addr
-}
-
-async fn spawn_hyper_http1() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let service = TowerToHyperService::new(app());
-            tokio::spawn(async move {
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .with_upgrades()
-                    .await;
-            });
-        }
-    });
-    addr
 }
 
 /// HTTP/1.1 and HTTP/2 with `SETTINGS_ENABLE_CONNECT_PROTOCOL`, as `examples/echo.rs`.
@@ -137,11 +99,7 @@ async fn connect(
         req.headers_mut()
             .insert("sec-websocket-protocol", HeaderValue::from_str(p).unwrap());
     }
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    timeout(STEP, tokio_tungstenite::client_async(req, tcp))
-        .await
-        .expect("handshake timed out")
-        .expect("handshake failed")
+    ws_connect(addr, req).await
 }
 
 async fn echoes_text_binary_and_a_1_mib_message(addr: SocketAddr) {
@@ -184,12 +142,12 @@ async fn echoes_text_binary_and_a_1_mib_message(addr: SocketAddr) {
 
 #[tokio::test]
 async fn echoes_over_axum_serve() {
-    echoes_text_binary_and_a_1_mib_message(spawn_axum().await).await;
+    echoes_text_binary_and_a_1_mib_message(spawn_axum(app()).await).await;
 }
 
 #[tokio::test]
 async fn echoes_over_hyper_http1_with_upgrades() {
-    echoes_text_binary_and_a_1_mib_message(spawn_hyper_http1().await).await;
+    echoes_text_binary_and_a_1_mib_message(spawn_hyper(app(), true).await).await;
 }
 
 #[tokio::test]
@@ -199,7 +157,7 @@ async fn echoes_over_hyper_util_auto() {
 
 #[tokio::test]
 async fn selects_an_offered_subprotocol() {
-    let addr = spawn_axum().await;
+    let addr = spawn_axum(app()).await;
     let (_client, res) = connect(addr, "/ws", Some("v1.unknown, superchat, chat")).await;
     assert_eq!(res.headers()["sec-websocket-protocol"], "superchat");
     // None matches: the 101 carries no Sec-WebSocket-Protocol (tungstenite's client then
@@ -217,7 +175,7 @@ async fn selects_an_offered_subprotocol() {
 
 #[tokio::test]
 async fn handler_gets_outer_extensions_and_closes_with_its_code() {
-    let addr = spawn_hyper_http1().await;
+    let addr = spawn_hyper(app(), true).await;
     let (mut client, _res) = connect(addr, "/whoami", Some("chat")).await;
     assert_eq!(
         next(&mut client).await,
@@ -235,45 +193,11 @@ async fn handler_gets_outer_extensions_and_closes_with_its_code() {
 
 // ===== raw HTTP/1.1: exact status lines =====
 
-const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
-
 /// Sends `head` (request line and headers, without the final empty line) and returns the
 /// response head and body.
 async fn raw(addr: SocketAddr, head: &str) -> (String, String) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(format!("{head}\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let read = async {
-        loop {
-            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = String::from_utf8(buf[..end + 4].to_vec()).unwrap();
-                let len = head
-                    .lines()
-                    .find_map(|l| {
-                        l.to_ascii_lowercase()
-                            .strip_prefix("content-length: ")
-                            .map(|v| v.parse::<usize>().unwrap())
-                    })
-                    .unwrap_or(0);
-                if buf.len() >= end + 4 + len {
-                    let body = String::from_utf8(buf[end + 4..end + 4 + len].to_vec()).unwrap();
-                    return (head, body);
-                }
-            }
-            let n = stream.read(&mut chunk).await.unwrap();
-            assert!(
-                n > 0,
-                "connection closed early: {:?}",
-                String::from_utf8_lossy(&buf)
-            );
-            buf.extend_from_slice(&chunk[..n]);
-        }
-    };
-    timeout(STEP, read).await.expect("response timed out")
+    let mut stream = send(addr, format!("{head}\r\n\r\n").as_bytes()).await;
+    read_response(&mut stream).await
 }
 
 fn upgrade_request(method: &str, path: &str, extra: &[&str]) -> String {
@@ -290,7 +214,7 @@ fn upgrade_request(method: &str, path: &str, extra: &[&str]) -> String {
 fn valid(extra: &[&str]) -> Vec<String> {
     let mut v = vec![
         "Sec-WebSocket-Version: 13".to_owned(),
-        format!("Sec-WebSocket-Key: {KEY}"),
+        format!("Sec-WebSocket-Key: {WS_KEY}"),
     ];
     v.extend(extra.iter().map(|s| (*s).to_owned()));
     v
@@ -319,10 +243,10 @@ fn refs(v: &[String]) -> Vec<&str> {
 
 #[tokio::test]
 async fn switches_with_mixed_case_upgrade_and_a_connection_list() {
-    let addr = spawn_axum().await;
+    let addr = spawn_axum(app()).await;
     let req = format!(
         "GET /ws HTTP/1.1\r\nHost: example.com\r\nConnection: keep-alive, Upgrade\r\n\
-         Upgrade: WebSocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {KEY}\r\n\
+         Upgrade: WebSocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {WS_KEY}\r\n\
          Origin: http://example.com\r\nSec-WebSocket-Extensions: permessage-deflate"
     );
     let head = expect(addr, req, "HTTP/1.1 101 Switching Protocols", "").await;
@@ -337,7 +261,7 @@ async fn switches_with_mixed_case_upgrade_and_a_connection_list() {
 
 #[tokio::test]
 async fn every_rejection_has_its_status_line() {
-    let addr = spawn_axum().await;
+    let addr = spawn_axum(app()).await;
     let bad =
         |method: &str, path: &str, extra: Vec<String>| upgrade_request(method, path, &refs(&extra));
 
@@ -352,7 +276,7 @@ async fn every_rejection_has_its_status_line() {
 
     expect(
         addr,
-        bad("GET", "/ws", vec![format!("Sec-WebSocket-Key: {KEY}")]),
+        bad("GET", "/ws", vec![format!("Sec-WebSocket-Key: {WS_KEY}")]),
         "HTTP/1.1 400 Bad Request",
         "missing Sec-WebSocket-Version",
     )
@@ -371,7 +295,7 @@ async fn every_rejection_has_its_status_line() {
             "/ws",
             vec![
                 "Sec-WebSocket-Version: 8".into(),
-                format!("Sec-WebSocket-Key: {KEY}"),
+                format!("Sec-WebSocket-Key: {WS_KEY}"),
             ],
         ),
         "HTTP/1.1 426 Upgrade Required",
@@ -391,7 +315,11 @@ async fn every_rejection_has_its_status_line() {
     .await;
     expect(
         addr,
-        bad("GET", "/ws", valid(&[&format!("Sec-WebSocket-Key: {KEY}")])),
+        bad(
+            "GET",
+            "/ws",
+            valid(&[&format!("Sec-WebSocket-Key: {WS_KEY}")]),
+        ),
         "HTTP/1.1 400 Bad Request",
         "Sec-WebSocket-Key header must appear once",
     )
@@ -483,7 +411,7 @@ async fn h2_client(addr: SocketAddr) -> h2::client::SendRequest<bytes::Bytes> {
     tokio::spawn(async move {
         let _ = connection.await;
     });
-    let mut client = timeout(STEP, client.ready()).await.unwrap().unwrap();
+    let mut client = within(client.ready()).await.unwrap();
     // The server's SETTINGS arrive with the first round trip.
     for _ in 0..50 {
         if client.is_extended_connect_protocol_enabled() {
@@ -517,7 +445,7 @@ async fn http2_extended_connect_echoes() {
     let addr = spawn_auto_h2().await;
     let mut client = h2_client(addr).await;
     let (response, mut send) = client.send_request(h2_connect(addr, "13"), false).unwrap();
-    let response = timeout(STEP, response).await.unwrap().unwrap();
+    let response = within(response).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["sec-websocket-protocol"], "chat");
     assert!(response.headers().get("sec-websocket-accept").is_none());
@@ -529,7 +457,7 @@ async fn http2_extended_connect_echoes() {
     send.send_data(frame.into(), false).unwrap();
     let mut got = Vec::new();
     while got.len() < 4 {
-        let chunk = timeout(STEP, body.data()).await.unwrap().unwrap().unwrap();
+        let chunk = within(body.data()).await.unwrap().unwrap();
         let _ = body.flow_control().release_capacity(chunk.len());
         got.extend_from_slice(&chunk);
     }
@@ -539,7 +467,7 @@ async fn http2_extended_connect_echoes() {
     let close = vec![0x88, 0x82, 0, 0, 0, 0, 0x03, 0xE8];
     send.send_data(close.into(), false).unwrap();
     let mut got = Vec::new();
-    while let Some(chunk) = timeout(STEP, body.data()).await.unwrap() {
+    while let Some(chunk) = within(body.data()).await {
         let chunk = chunk.unwrap();
         let _ = body.flow_control().release_capacity(chunk.len());
         got.extend_from_slice(&chunk);
@@ -552,7 +480,7 @@ async fn http2_version_mismatch_is_400_with_the_supported_version() {
     let addr = spawn_auto_h2().await;
     let mut client = h2_client(addr).await;
     let (response, _send) = client.send_request(h2_connect(addr, "8"), true).unwrap();
-    let response = timeout(STEP, response).await.unwrap().unwrap();
+    let response = within(response).await.unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     assert_eq!(response.headers()["sec-websocket-version"], "13");
 }

@@ -2,18 +2,12 @@
 //! and the state the connection must be in afterwards. After the suite the server still
 //! serves and no upgraded connection is left counted.
 
-mod support;
-
 use std::net::SocketAddr;
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::routing::{get, post};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tower_upgrade::UpgradeLayer;
 
-use support::*;
+use crate::support::*;
 
 /// What the connection is after the response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,13 +105,6 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-fn app(layer: UpgradeLayer) -> Router {
-    Router::new()
-        .route("/", get(|| async { "plain" }))
-        .route("/echo", post(|body: Bytes| async move { body }))
-        .layer(layer)
-}
-
 async fn check(addr: SocketAddr, case: &Case, split: bool) {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     if split {
@@ -170,8 +157,8 @@ async fn hostile_requests_get_clear_answers() {
     let cases = cases();
     assert!(cases.len() >= 45, "{} cases", cases.len());
     for addr in [
-        spawn_axum(app(layer.clone())).await,
-        spawn_hyper(app(layer), true).await,
+        spawn_axum(plain_app(layer.clone())).await,
+        spawn_hyper(plain_app(layer), true).await,
     ] {
         for case in &cases {
             check(addr, case, false).await;
@@ -194,7 +181,7 @@ async fn hostile_requests_get_clear_answers() {
 async fn requests_split_into_single_bytes_get_the_same_answers() {
     let layer = upper_layer();
     let tracker = layer.tracker().clone();
-    let addr = spawn_axum(app(layer)).await;
+    let addr = spawn_axum(plain_app(layer)).await;
     // The big ones would take a while byte by byte; their handling does not depend on it.
     for case in cases().iter().filter(|c| c.request.len() < 4096) {
         check(addr, case, true).await;
@@ -204,7 +191,7 @@ async fn requests_split_into_single_bytes_get_the_same_answers() {
 
 #[tokio::test]
 async fn pipelined_requests_around_upgrades() {
-    let addr = spawn_axum(app(upper_layer())).await;
+    let addr = spawn_axum(plain_app(upper_layer())).await;
     // A plain request, then an upgrade, in one write: 200, then 101, then the new protocol.
     let mut stream = send(
         addr,
@@ -228,7 +215,7 @@ async fn pipelined_requests_around_upgrades() {
 async fn clients_that_vanish_leave_nothing_behind() {
     let layer = upper_layer();
     let tracker = layer.tracker().clone();
-    let addr = spawn_axum(app(layer)).await;
+    let addr = spawn_axum(plain_app(layer)).await;
     let request = up("Connection: upgrade\r\nUpgrade: upper/1\r\n");
     for cut in [1, 10, request.len() - 2, request.len()] {
         let mut stream = TcpStream::connect(addr).await.unwrap();

@@ -3,21 +3,17 @@
 //!
 //! Needs `nginx` on the PATH (`.ci/install-system.sh`), so it is ignored by a plain
 //! `cargo test`; `.ci/run` runs it with `--ignored`.
-#![cfg(all(feature = "websocket", feature = "h2c"))]
-
-mod support;
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message as TMessage;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use support::*;
+use crate::support::*;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -72,15 +68,7 @@ impl Drop for Proc {
 }
 
 fn echo_instance(port: u16, name: &str) -> Proc {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join("echo");
-    let child = Command::new(bin)
+    let child = Command::new(echo_example())
         .env("ADDR", format!("127.0.0.1:{port}"))
         .env("INSTANCE", name)
         .env("RUST_LOG", "warn")
@@ -89,17 +77,6 @@ fn echo_instance(port: u16, name: &str) -> Proc {
         .expect("run examples/echo (built by `cargo test`)");
     wait_port(port);
     Proc(Some(child))
-}
-
-fn sigterm(proc: &Proc) {
-    assert!(
-        Command::new("kill")
-            .arg("-TERM")
-            .arg(proc.id().to_string())
-            .status()
-            .unwrap()
-            .success()
-    );
 }
 
 fn nginx(dir: &std::path::Path, port: u16, a: u16, b: u16) -> Proc {
@@ -128,14 +105,7 @@ type Client = WsClient;
 
 /// Connects through nginx; returns the client and the instance that answered.
 async fn connect(proxy: SocketAddr) -> (Client, String) {
-    let tcp = TcpStream::connect(proxy).await.unwrap();
-    let (client, res) = timeout(
-        IO_TIMEOUT,
-        tokio_tungstenite::client_async(format!("ws://{proxy}/ws"), tcp),
-    )
-    .await
-    .expect("handshake timed out")
-    .expect("handshake failed");
+    let (client, res) = ws_connect(proxy, format!("ws://{proxy}/ws")).await;
     let instance = res
         .headers()
         .get("x-instance")
@@ -209,7 +179,7 @@ async fn rolling_restart_behind_nginx() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Rolling restart of instance `a`, mid-traffic.
     let stopped = Instant::now();
-    sigterm(&a);
+    sigterm(a.id());
     let status = tokio::task::spawn_blocking(move || a.wait()).await.unwrap();
     assert!(status.success(), "{status:?}");
     let exit_took = stopped.elapsed();

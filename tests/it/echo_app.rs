@@ -1,8 +1,5 @@
 //! The echo example as a user runs it: a separate process, checked from outside over real
 //! TCP, including a graceful shutdown with live WebSockets.
-#![cfg(all(feature = "websocket", feature = "h2c"))]
-
-mod support;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -10,21 +7,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::SinkExt;
-use tokio::net::TcpStream;
-use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message as TMessage;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use support::*;
-use support::{WsClient as Client, ws_next as next};
-
-/// The example binary, which `cargo test` builds next to the test binaries.
-fn echo_binary() -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    dir.join("examples")
-        .join(format!("echo{}", std::env::consts::EXE_SUFFIX))
-}
+use crate::support::*;
+use crate::support::{WsClient as Client, ws_next as next};
 
 struct Echo {
     child: Child,
@@ -34,7 +21,7 @@ struct Echo {
 
 impl Echo {
     fn start(env: &[(&str, &str)]) -> Self {
-        let mut cmd = Command::new(echo_binary());
+        let mut cmd = Command::new(echo_example());
         cmd.env("ADDR", "127.0.0.1:0")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
@@ -63,12 +50,7 @@ impl Echo {
     }
 
     fn terminate(&self) {
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
+        sigterm(self.child.id());
     }
 
     /// Waits (bounded) for the process to exit; returns its status and the rest of stdout.
@@ -97,7 +79,6 @@ impl Drop for Echo {
 }
 
 async fn ws(addr: SocketAddr) -> Client {
-    let tcp = TcpStream::connect(addr).await.unwrap();
     // Same-origin, as the page's own script.
     let request = http::Request::get(format!("ws://{addr}/ws"))
         .header("host", addr.to_string())
@@ -105,14 +86,10 @@ async fn ws(addr: SocketAddr) -> Client {
         .header("connection", "Upgrade")
         .header("upgrade", "websocket")
         .header("sec-websocket-version", "13")
-        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .header("sec-websocket-key", WS_KEY)
         .body(())
         .unwrap();
-    timeout(IO_TIMEOUT, tokio_tungstenite::client_async(request, tcp))
-        .await
-        .unwrap()
-        .unwrap()
-        .0
+    ws_connect(addr, request).await.0
 }
 
 #[tokio::test]
@@ -181,12 +158,7 @@ async fn max_upgrades_limits_live_websockets() {
     let echo = Echo::start(&[("MAX_UPGRADES", "2")]);
     let mut first = ws(echo.addr).await;
     let _second = ws(echo.addr).await;
-    let mut stream = send(
-        echo.addr,
-        b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\
-          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-    )
-    .await;
+    let mut stream = send(echo.addr, WS_UPGRADE).await;
     let (head, body) = read_response(&mut stream).await;
     assert!(
         head.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
@@ -198,12 +170,7 @@ async fn max_upgrades_limits_live_websockets() {
     while next(&mut first).await.is_some() {}
     // The slot is free again (bounded wait for the server to see the close).
     for attempt in 0.. {
-        let mut stream = send(
-            echo.addr,
-            b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\
-              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-        )
-        .await;
+        let mut stream = send(echo.addr, WS_UPGRADE).await;
         if read_head(&mut stream).await.starts_with("HTTP/1.1 101 ") {
             break;
         }

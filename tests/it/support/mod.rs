@@ -6,35 +6,65 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Bytes;
+use axum::routing::{get, post};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tower_upgrade::{ProtocolHandler, UpgradeLayer, UpgradeRequest, UpgradedIo, handler_fn};
+
+// The `echo` example needs both features.
+#[cfg(all(feature = "websocket", feature = "h2c"))]
+mod process;
+#[cfg(feature = "websocket")]
+mod ws;
+#[cfg(all(feature = "websocket", feature = "h2c"))]
+pub use process::*;
+#[cfg(feature = "websocket")]
+pub use ws::*;
+
+/// curl 7.88's `HTTP2-Settings`.
+pub const H2C_SETTINGS: &str = "AAMAAABkAARAAAAAAAIAAAAA";
 
 /// How long any single read in a test may take before the test fails.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Serves `app` with `axum::serve` on `127.0.0.1:0`.
-pub async fn spawn_axum(app: Router) -> SocketAddr {
+/// Serves `app` (a `Router`, a layered `Router`, or a service wrapped in the upgrade
+/// layer, whose response body is mapped back into axum's as the crate docs show) with
+/// `axum::serve` on `127.0.0.1:0`.
+pub async fn spawn_axum<S, B: 'static>(app: S) -> SocketAddr
+where
+    S: tower::Service<axum::extract::Request, Response = http::Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+    http::Response<B>: axum::response::IntoResponse,
+{
+    use axum::response::IntoResponse;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let app =
+        tower::ServiceExt::<axum::extract::Request>::map_response(app, IntoResponse::into_response);
+    let app = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     addr
 }
 
 /// Serves `svc` with `hyper::server::conn::http1` on `127.0.0.1:0`, with upgrades on
 /// (`with_upgrades = true`) or off.
-pub async fn spawn_hyper<S>(svc: S, with_upgrades: bool) -> SocketAddr
+pub async fn spawn_hyper<S, B>(svc: S, with_upgrades: bool) -> SocketAddr
 where
-    S: tower::Service<
-            http::Request<Incoming>,
-            Response = http::Response<axum::body::Body>,
-            Error = Infallible,
-        > + Clone
+    S: tower::Service<http::Request<Incoming>, Response = http::Response<B>, Error = Infallible>
+        + Clone
         + Send
         + 'static,
     S::Future: Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -56,6 +86,13 @@ where
         }
     });
     addr
+}
+
+/// Awaits `f` for at most [`IO_TIMEOUT`]; panics when it takes longer.
+pub async fn within<F: Future>(f: F) -> F::Output {
+    tokio::time::timeout(IO_TIMEOUT, f)
+        .await
+        .expect("timed out")
 }
 
 /// Connects and writes `request` at once.
@@ -130,10 +167,7 @@ pub fn header_names(head: &str) -> Vec<String> {
 }
 
 /// The `upper/1` test protocol: every line the client sends comes back uppercased.
-pub async fn upper_lines(
-    io: tower_upgrade::UpgradedIo,
-    _req: tower_upgrade::UpgradeRequest,
-) -> std::io::Result<()> {
+pub async fn upper_lines(io: UpgradedIo, _req: UpgradeRequest) -> std::io::Result<()> {
     use tokio::io::{AsyncBufReadExt, BufReader};
     let mut io = BufReader::new(io);
     let mut line = String::new();
@@ -146,11 +180,32 @@ pub async fn upper_lines(
     Ok(())
 }
 
+/// The `upper/1` test protocol as a handler.
+pub fn upper() -> impl ProtocolHandler {
+    handler_fn("upper/1", upper_lines)
+}
+
+/// The `panics` test protocol: its handler panics (`boom`) right after the switch.
+pub fn panics() -> impl ProtocolHandler {
+    handler_fn("panics", |_io: UpgradedIo, _req: UpgradeRequest| async {
+        if true {
+            panic!("boom");
+        }
+    })
+}
+
 /// A layer with `upper/1` registered.
-pub fn upper_layer() -> tower_upgrade::UpgradeLayer {
-    tower_upgrade::UpgradeLayer::new()
-        .protocol(tower_upgrade::handler_fn("upper/1", upper_lines))
-        .unwrap()
+pub fn upper_layer() -> UpgradeLayer {
+    UpgradeLayer::new().protocol(upper()).unwrap()
+}
+
+/// The app most tests serve: `GET /` answers `plain` and `POST /echo` its body, with
+/// `layer` around both.
+pub fn plain_app(layer: UpgradeLayer) -> Router {
+    Router::new()
+        .route("/", get(|| async { "plain" }))
+        .route("/echo", post(|body: Bytes| async move { body }))
+        .layer(layer)
 }
 
 /// Reads a response and returns its status code and head.
@@ -164,32 +219,28 @@ pub async fn status_of(stream: &mut TcpStream) -> (u16, String) {
     (status, head)
 }
 
+/// Checks `done` every 10 ms, at most 500 times (5 s); returns whether it became true.
+pub async fn eventually(mut done: impl FnMut() -> bool) -> bool {
+    for _ in 0..500 {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
 /// Waits (at most 5 s) until the tracker counts `live` upgraded connections; panics with
 /// the counters otherwise.
 pub async fn wait_live(tracker: &tower_upgrade::Tracker, live: usize) {
-    for _ in 0..500 {
-        if tracker.live() == live {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    if eventually(|| tracker.live() == live).await {
+        return;
     }
     panic!(
         "live stayed at {} (wanted {live}): {:?}",
         tracker.live(),
         tracker.stats()
     );
-}
-
-/// A WebSocket client (tokio-tungstenite) over a test's TCP connection.
-pub type WsClient = tokio_tungstenite::WebSocketStream<TcpStream>;
-
-/// The next message from the server, within [`IO_TIMEOUT`]; `None` once the stream ends.
-pub async fn ws_next(client: &mut WsClient) -> Option<tokio_tungstenite::tungstenite::Message> {
-    use futures_util::StreamExt;
-    tokio::time::timeout(IO_TIMEOUT, client.next())
-        .await
-        .expect("read timed out")
-        .map(|r| r.expect("read failed"))
 }
 
 /// Sends a plain `GET /` on a connection that must still speak HTTP/1.1 (the caller reads

@@ -1,7 +1,5 @@
 //! The layer stacked with tower-http's middleware, inside and outside, over real TCP.
 
-mod support;
-
 use std::time::Duration;
 
 use axum::Router;
@@ -14,7 +12,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use support::*;
+use crate::support::*;
 
 fn routes() -> Router {
     // A body big enough for the compression layer to act on.

@@ -1,8 +1,5 @@
 //! WebSockets and the connection lifecycle over real TCP: graceful shutdown sends close
 //! `1001`, keep-alive pings, and back-pressure from a client that never reads.
-#![cfg(feature = "websocket")]
-
-mod support;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -15,24 +12,15 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message as TMessage;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as TCloseCode;
-use tower_upgrade::websocket::{Message, WebSocket, WebSocketConfig, WebSocketHandler};
+use tower_upgrade::websocket::{WebSocketConfig, WebSocketHandler};
 use tower_upgrade::{Tracker, UpgradeLayer};
 
-use support::*;
-use support::{WsClient as Client, ws_next as next};
-
-async fn echo(mut ws: WebSocket) -> Result<(), tower_upgrade::websocket::Error> {
-    while let Some(msg) = ws.recv().await {
-        if let msg @ (Message::Text(_) | Message::Binary(_)) = msg? {
-            ws.send(msg).await?;
-        }
-    }
-    Ok(())
-}
+use crate::support::*;
+use crate::support::{WsClient as Client, ws_next as next};
 
 async fn serve(config: WebSocketConfig) -> (SocketAddr, Tracker) {
     let layer = UpgradeLayer::new()
-        .protocol(WebSocketHandler::new(|ws, _req| echo(ws)).config(config))
+        .protocol(WebSocketHandler::new(|ws, _req| ws_echo(ws)).config(config))
         .unwrap();
     let tracker = layer.tracker().clone();
     let app = Router::new().route("/ws", any(|| async { "plain" }).layer(layer));
@@ -40,26 +28,13 @@ async fn serve(config: WebSocketConfig) -> (SocketAddr, Tracker) {
 }
 
 async fn connect(addr: SocketAddr) -> Client {
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let (client, _) = timeout(
-        IO_TIMEOUT,
-        tokio_tungstenite::client_async(format!("ws://{addr}/ws"), tcp),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    client
+    ws_connect(addr, format!("ws://{addr}/ws")).await.0
 }
 
 /// A WebSocket upgraded over raw TCP (no client library): the `101` is read, frames are
 /// the test's to write.
 async fn upgraded_raw(addr: SocketAddr) -> TcpStream {
-    let mut raw = send(
-        addr,
-        b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\
-          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-    )
-    .await;
+    let mut raw = send(addr, WS_UPGRADE).await;
     assert!(read_head(&mut raw).await.starts_with("HTTP/1.1 101 "));
     raw
 }

@@ -1,14 +1,11 @@
 //! The core layer over real TCP: status lines and headers read as raw bytes.
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::routing::{get, post};
+use axum::routing::get;
 use http::StatusCode;
 use http::request::Parts;
 use http_body_util::BodyExt;
@@ -19,11 +16,7 @@ use tower_upgrade::{
     UpgradeRequest, UpgradedIo, handler_fn,
 };
 
-use support::*;
-
-fn upper() -> impl ProtocolHandler {
-    handler_fn("upper/1", upper_lines)
-}
+use crate::support::*;
 
 /// A handler with an accept step: `x-allow: yes` accepts, `x-decline` declines, anything
 /// else is refused with 403. It takes bodies up to 1 KiB and greets with what it got.
@@ -71,13 +64,6 @@ impl ProtocolHandler for Guarded {
 #[derive(Clone)]
 struct User(&'static str);
 
-fn app(layer: UpgradeLayer) -> Router {
-    Router::new()
-        .route("/", get(|| async { "plain" }))
-        .route("/echo", post(|body: Bytes| async move { body }))
-        .layer(layer)
-}
-
 fn layer() -> UpgradeLayer {
     UpgradeLayer::new()
         .protocol(upper())
@@ -107,7 +93,7 @@ fn assert_101(head: &str, token: &str) {
 
 #[tokio::test]
 async fn switches_protocols_with_axum_serve() {
-    let addr = spawn_axum(app(layer())).await;
+    let addr = spawn_axum(plain_app(layer())).await;
     let mut stream = send(addr, UPGRADE_UPPER).await;
     let head = read_head(&mut stream).await;
     assert_101(&head, "upper/1");
@@ -116,7 +102,7 @@ async fn switches_protocols_with_axum_serve() {
 
 #[tokio::test]
 async fn switches_protocols_with_hyper_http1() {
-    let addr = spawn_hyper(app(layer()), true).await;
+    let addr = spawn_hyper(plain_app(layer()), true).await;
     let mut stream = send(addr, UPGRADE_UPPER).await;
     assert_101(&read_head(&mut stream).await, "upper/1");
     assert_upper_echo(&mut stream).await;
@@ -125,8 +111,8 @@ async fn switches_protocols_with_hyper_http1() {
 #[tokio::test]
 async fn bytes_sent_right_behind_the_request_reach_the_handler() {
     for addr in [
-        spawn_axum(app(layer())).await,
-        spawn_hyper(app(layer()), true).await,
+        spawn_axum(plain_app(layer())).await,
+        spawn_hyper(plain_app(layer()), true).await,
     ] {
         let mut stream = send(addr, &[UPGRADE_UPPER, b"early\nbirds\n"].concat()).await;
         assert_101(&read_head(&mut stream).await, "upper/1");
@@ -137,7 +123,7 @@ async fn bytes_sent_right_behind_the_request_reach_the_handler() {
 
 #[tokio::test]
 async fn ordinary_requests_pass_through() {
-    let addr = spawn_axum(app(layer())).await;
+    let addr = spawn_axum(plain_app(layer())).await;
     let mut stream = send(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
     let (head, body) = read_response(&mut stream).await;
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
@@ -149,7 +135,7 @@ async fn ordinary_requests_pass_through() {
 /// inner service and get its ordinary answer.
 #[tokio::test]
 async fn requests_that_do_not_switch_reach_the_inner_service() {
-    let addr = spawn_axum(app(layer())).await;
+    let addr = spawn_axum(plain_app(layer())).await;
     let cases: &[&[u8]] = &[
         // `Upgrade` without the `upgrade` connection option (RFC 9110 §7.6.1).
         b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: upper/1\r\n\r\n",
@@ -183,7 +169,7 @@ async fn requests_that_do_not_switch_reach_the_inner_service() {
 /// it a 1xx).
 #[tokio::test]
 async fn http_1_0_upgrade_requests_are_served_normally() {
-    let addr = spawn_axum(app(layer())).await;
+    let addr = spawn_axum(plain_app(layer())).await;
     let mut stream = send(
         addr,
         b"GET / HTTP/1.0\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: upper/1\r\n\r\n",
@@ -196,7 +182,7 @@ async fn http_1_0_upgrade_requests_are_served_normally() {
 
 #[tokio::test]
 async fn lists_follow_rfc_9110() {
-    let addr = spawn_axum(app(layer())).await;
+    let addr = spawn_axum(plain_app(layer())).await;
     let cases: &[(&[u8], &str)] = &[
         (
             b"Connection: keep-alive, Upgrade\r\nUpgrade: upper/1\r\n",
@@ -226,7 +212,7 @@ async fn lists_follow_rfc_9110() {
 
 #[tokio::test]
 async fn selects_in_client_order_by_default() {
-    let addr = spawn_axum(app(layer())).await;
+    let addr = spawn_axum(plain_app(layer())).await;
     let mut stream = send(
         addr,
         b"GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: foo, guarded, upper/1\r\nx-allow: yes\r\n\r\n",
@@ -239,7 +225,7 @@ async fn selects_in_client_order_by_default() {
 
 #[tokio::test]
 async fn selects_in_server_order_when_asked() {
-    let addr = spawn_axum(app(layer().prefer_server_order())).await;
+    let addr = spawn_axum(plain_app(layer().prefer_server_order())).await;
     let mut stream = send(
         addr,
         b"GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: foo, guarded, upper/1\r\nx-allow: yes\r\n\r\n",
@@ -251,7 +237,7 @@ async fn selects_in_server_order_when_asked() {
 
 #[tokio::test]
 async fn invalid_upgrade_lists_are_bad_requests() {
-    let addr = spawn_axum(app(layer())).await;
+    let addr = spawn_axum(plain_app(layer())).await;
     let many = format!("Upgrade: {}\r\n", vec!["x"; 65].join(","));
     let cases: Vec<Vec<u8>> = vec![
         b"Upgrade: upper/1, foo/\r\n".to_vec(),
@@ -295,7 +281,7 @@ async fn invalid_upgrade_lists_are_bad_requests() {
 
 #[tokio::test]
 async fn required_upgrade_answers_426_with_every_protocol() {
-    let addr = spawn_axum(app(layer().require_upgrade())).await;
+    let addr = spawn_axum(plain_app(layer().require_upgrade())).await;
     for request in [
         &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
         b"GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: foo\r\n\r\n",
@@ -315,7 +301,7 @@ async fn required_upgrade_answers_426_with_every_protocol() {
 
 #[tokio::test]
 async fn rejections_are_answered_and_the_connection_stays_http() {
-    let addr = spawn_axum(app(layer())).await;
+    let addr = spawn_axum(plain_app(layer())).await;
     let mut stream = send(
         addr,
         b"GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: guarded\r\n\r\n",
@@ -332,7 +318,7 @@ async fn rejections_are_answered_and_the_connection_stays_http() {
 
 #[tokio::test]
 async fn outer_extensions_and_the_request_head_reach_the_handler() {
-    let app = app(layer()).layer(axum::middleware::from_fn(
+    let app = plain_app(layer()).layer(axum::middleware::from_fn(
         |mut req: axum::extract::Request, next: axum::middleware::Next| async move {
             req.extensions_mut().insert(User("alice"));
             next.run(req).await
@@ -354,8 +340,8 @@ async fn outer_extensions_and_the_request_head_reach_the_handler() {
 #[tokio::test]
 async fn expect_continue_sends_100_before_101_and_the_body_reaches_the_handler() {
     for addr in [
-        spawn_axum(app(layer())).await,
-        spawn_hyper(app(layer()), true).await,
+        spawn_axum(plain_app(layer())).await,
+        spawn_hyper(plain_app(layer()), true).await,
     ] {
         let mut stream = send(
             addr,
@@ -375,7 +361,7 @@ async fn expect_continue_sends_100_before_101_and_the_body_reaches_the_handler()
 
 #[tokio::test]
 async fn chunked_bodies_are_read_before_switching() {
-    let addr = spawn_axum(app(layer())).await;
+    let addr = spawn_axum(plain_app(layer())).await;
     let mut stream = send(
         addr,
         b"POST / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: guarded\r\nx-allow: yes\r\n\
@@ -389,7 +375,7 @@ async fn chunked_bodies_are_read_before_switching() {
 
 #[tokio::test]
 async fn bodies_the_handler_did_not_ask_for_decline_the_upgrade() {
-    let addr = spawn_axum(app(layer())).await;
+    let addr = spawn_axum(plain_app(layer())).await;
     // `upper/1` takes no body: the request is served by the inner service, which reads it.
     let mut stream = send(
         addr,
@@ -414,7 +400,7 @@ async fn bodies_the_handler_did_not_ask_for_decline_the_upgrade() {
 
 #[tokio::test]
 async fn chunked_bodies_over_the_limit_are_413() {
-    let addr = spawn_axum(app(layer())).await;
+    let addr = spawn_axum(plain_app(layer())).await;
     let chunk = format!("800\r\n{}\r\n0\r\n\r\n", "y".repeat(0x800));
     let request = [
         &b"POST / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: guarded\r\nx-allow: yes\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
@@ -433,7 +419,7 @@ async fn chunked_bodies_over_the_limit_are_413() {
 /// Pipelined requests behind a declined upgrade are ordinary HTTP/1.1 requests (RFC 9931).
 #[tokio::test]
 async fn pipelined_requests_after_a_declined_upgrade_are_served() {
-    let addr = spawn_axum(app(layer())).await;
+    let addr = spawn_axum(plain_app(layer())).await;
     let mut stream = send(
         addr,
         b"GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: unknown\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -476,14 +462,7 @@ async fn inner_axum_websocket_upgrade_still_works() {
 
 fn failing_layer(tx: mpsc::UnboundedSender<(UpgradeErrorKind, String)>) -> UpgradeLayer {
     UpgradeLayer::new()
-        .protocol(handler_fn(
-            "panics",
-            |_io: UpgradedIo, _req: UpgradeRequest| async {
-                if true {
-                    panic!("boom");
-                }
-            },
-        ))
+        .protocol(panics())
         .unwrap()
         .protocol(handler_fn(
             "fails",
@@ -504,7 +483,7 @@ fn failing_layer(tx: mpsc::UnboundedSender<(UpgradeErrorKind, String)>) -> Upgra
 #[tokio::test]
 async fn handler_failures_are_reported_and_contained() {
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let addr = spawn_axum(app(failing_layer(tx))).await;
+    let addr = spawn_axum(plain_app(failing_layer(tx))).await;
 
     let mut stream = send(
         addr,
@@ -549,7 +528,7 @@ async fn handler_failures_are_reported_and_contained() {
 #[tokio::test]
 async fn missing_with_upgrades_is_reported() {
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let addr = spawn_hyper(app(failing_layer(tx)), false).await;
+    let addr = spawn_hyper(plain_app(failing_layer(tx)), false).await;
     let mut stream = send(addr, UPGRADE_UPPER).await;
     let _ = read_head(&mut stream).await;
     let (kind, msg) = tokio::time::timeout(IO_TIMEOUT, rx.recv())

@@ -1,23 +1,19 @@
 //! Hostile and malformed WebSocket and h2c upgrade requests over raw TCP, against an app
 //! shaped like the echo example (h2c on the whole app, a WebSocket route that requires the
 //! upgrade). Each case has the status it must get and the state of the connection after.
-//! With `tests/hostile.rs`, more than 60 cases.
-#![cfg(all(feature = "websocket", feature = "h2c"))]
-
-mod support;
+//! With the `hostile` module, more than 60 cases.
 
 use std::net::SocketAddr;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::response::IntoResponse;
 use axum::routing::{any, get, post};
 use tower::Layer;
 use tower_upgrade::h2c::H2c;
-use tower_upgrade::websocket::{Message, WebSocket, WebSocketHandler};
+use tower_upgrade::websocket::WebSocketHandler;
 use tower_upgrade::{Tracker, UpgradeLayer};
 
-use support::*;
+use crate::support::*;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum After {
@@ -36,13 +32,10 @@ struct Case {
     after: After,
 }
 
-const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
-const SETTINGS: &str = "AAMAAABkAARAAAAAAAIAAAAA";
-
 fn ws(extra: &str) -> Vec<u8> {
     format!(
         "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {KEY}\r\n{extra}\r\n"
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {WS_KEY}\r\n{extra}\r\n"
     )
     .into_bytes()
 }
@@ -70,19 +63,19 @@ fn cases() -> Vec<Case> {
     };
     vec![
         c("websocket", ws(""), 101, Switched),
-        c("websocket, mixed case and a Connection list", format!("GET /ws HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Upgrade\r\nUpgrade: WebSocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {KEY}\r\n\r\n").into_bytes(), 101, Switched),
-        c("two keys", ws(&format!("Sec-WebSocket-Key: {KEY}\r\n")), 400, KeepAlive),
+        c("websocket, mixed case and a Connection list", format!("GET /ws HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Upgrade\r\nUpgrade: WebSocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {WS_KEY}\r\n\r\n").into_bytes(), 101, Switched),
+        c("two keys", ws(&format!("Sec-WebSocket-Key: {WS_KEY}\r\n")), 400, KeepAlive),
         c("two versions", ws("Sec-WebSocket-Version: 13\r\n"), 400, KeepAlive),
         c("no key", ws_raw("Sec-WebSocket-Version: 13\r\n"), 400, KeepAlive),
-        c("no version", ws_raw(&format!("Sec-WebSocket-Key: {KEY}\r\n")), 400, KeepAlive),
+        c("no version", ws_raw(&format!("Sec-WebSocket-Key: {WS_KEY}\r\n")), 400, KeepAlive),
         c("key of 15 bytes", ws_raw("Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAA\r\n"), 400, KeepAlive),
         c("key of 17 bytes", ws_raw("Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAAA=\r\n"), 400, KeepAlive),
         c("key not base64", ws_raw("Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: !!!!!!!!!!!!!!!!!!!!!!==\r\n"), 400, KeepAlive),
         c("8 KiB key", ws_raw(&format!("Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {}\r\n", "A".repeat(8192))), 400, KeepAlive),
-        c("version 8", ws_raw(&format!("Sec-WebSocket-Version: 8\r\nSec-WebSocket-Key: {KEY}\r\n")), 426, KeepAlive),
-        c("version 013", ws_raw(&format!("Sec-WebSocket-Version: 013\r\nSec-WebSocket-Key: {KEY}\r\n")), 426, KeepAlive),
-        c("version 99999999999", ws_raw(&format!("Sec-WebSocket-Version: 99999999999\r\nSec-WebSocket-Key: {KEY}\r\n")), 426, KeepAlive),
-        c("POST", format!("POST /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {KEY}\r\n\r\n").into_bytes(), 405, KeepAlive),
+        c("version 8", ws_raw(&format!("Sec-WebSocket-Version: 8\r\nSec-WebSocket-Key: {WS_KEY}\r\n")), 426, KeepAlive),
+        c("version 013", ws_raw(&format!("Sec-WebSocket-Version: 013\r\nSec-WebSocket-Key: {WS_KEY}\r\n")), 426, KeepAlive),
+        c("version 99999999999", ws_raw(&format!("Sec-WebSocket-Version: 99999999999\r\nSec-WebSocket-Key: {WS_KEY}\r\n")), 426, KeepAlive),
+        c("POST", format!("POST /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {WS_KEY}\r\n\r\n").into_bytes(), 405, KeepAlive),
         c("Origin: null", ws("Origin: null\r\n"), 403, KeepAlive),
         c("cross-site Origin", ws("Origin: http://evil.example\r\n"), 403, KeepAlive),
         c("Origin with another port", ws("Origin: http://x:8080\r\n"), 403, KeepAlive),
@@ -92,30 +85,23 @@ fn cases() -> Vec<Case> {
         c("websocket with a body", ws("Content-Length: 3\r\n").into_iter().chain(*b"abc").collect(), 426, KeepAlive),
         c("plain GET /ws", b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), 426, KeepAlive),
         // h2c: anything wrong is served over HTTP/1.1, never an error.
-        c("h2c", h2c("GET /", &format!("HTTP2-Settings: {SETTINGS}\r\n")), 101, Switched),
+        c("h2c", h2c("GET /", &format!("HTTP2-Settings: {H2C_SETTINGS}\r\n")), 101, Switched),
         c("h2c without HTTP2-Settings", h2c("GET /", ""), 200, KeepAlive),
-        c("h2c with two HTTP2-Settings", h2c("GET /", &format!("HTTP2-Settings: {SETTINGS}\r\nHTTP2-Settings: {SETTINGS}\r\n")), 200, KeepAlive),
+        c("h2c with two HTTP2-Settings", h2c("GET /", &format!("HTTP2-Settings: {H2C_SETTINGS}\r\nHTTP2-Settings: {H2C_SETTINGS}\r\n")), 200, KeepAlive),
         c("h2c with padded HTTP2-Settings", h2c("GET /", "HTTP2-Settings: AAMAAABk==\r\n"), 200, KeepAlive),
         c("h2c with garbage HTTP2-Settings", h2c("GET /", "HTTP2-Settings: !!!~~~\r\n"), 200, KeepAlive),
         c("h2c with a 5-byte setting", h2c("GET /", "HTTP2-Settings: AAMAAAA\r\n"), 200, KeepAlive),
         c("h2c with ENABLE_PUSH=2", h2c("GET /", "HTTP2-Settings: AAIAAAAC\r\n"), 200, KeepAlive),
-        c("h2c with 64 KiB of HTTP2-Settings", h2c("GET /", &format!("HTTP2-Settings: {}\r\n", "A".repeat(64 * 1024))), 200, KeepAlive),
-        c("h2c, HTTP2-Settings not in Connection", format!("GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\nHTTP2-Settings: {SETTINGS}\r\n\r\n").into_bytes(), 200, KeepAlive),
-        c("h2c with a body over 64 KiB", [h2c("POST /echo", &format!("HTTP2-Settings: {SETTINGS}\r\nContent-Length: 70000\r\n")), vec![b'x'; 70_000]].concat(), 200, KeepAlive),
-        c("h2c, chunked", [h2c("POST /echo", &format!("HTTP2-Settings: {SETTINGS}\r\nTransfer-Encoding: chunked\r\n")), b"3\r\nabc\r\n0\r\n\r\n".to_vec()].concat(), 200, KeepAlive),
-        c("h2 over cleartext (TLS only)", format!("GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2\r\nHTTP2-Settings: {SETTINGS}\r\n\r\n").into_bytes(), 200, KeepAlive),
-        c("h2c on HTTP/1.0", format!("GET / HTTP/1.0\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: {SETTINGS}\r\n\r\n").into_bytes(), 200, Closed),
-        c("h2c, CONNECT", format!("CONNECT x:80 HTTP/1.1\r\nHost: x:80\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: {SETTINGS}\r\n\r\n").into_bytes(), 404, KeepAlive),
+        c("h2c with 16 KiB of HTTP2-Settings", h2c("GET /", &format!("HTTP2-Settings: {}\r\n", "A".repeat(16 * 1024))), 200, KeepAlive),
+        // Past the layer's bound on an upgrade request head: refused whatever the protocol.
+        c("h2c with 64 KiB of HTTP2-Settings", h2c("GET /", &format!("HTTP2-Settings: {}\r\n", "A".repeat(64 * 1024))), 431, Closed),
+        c("h2c, HTTP2-Settings not in Connection", format!("GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\nHTTP2-Settings: {H2C_SETTINGS}\r\n\r\n").into_bytes(), 200, KeepAlive),
+        c("h2c with a body over 64 KiB", [h2c("POST /echo", &format!("HTTP2-Settings: {H2C_SETTINGS}\r\nContent-Length: 70000\r\n")), vec![b'x'; 70_000]].concat(), 200, KeepAlive),
+        c("h2c, chunked", [h2c("POST /echo", &format!("HTTP2-Settings: {H2C_SETTINGS}\r\nTransfer-Encoding: chunked\r\n")), b"3\r\nabc\r\n0\r\n\r\n".to_vec()].concat(), 200, KeepAlive),
+        c("h2 over cleartext (TLS only)", format!("GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2\r\nHTTP2-Settings: {H2C_SETTINGS}\r\n\r\n").into_bytes(), 200, KeepAlive),
+        c("h2c on HTTP/1.0", format!("GET / HTTP/1.0\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: {H2C_SETTINGS}\r\n\r\n").into_bytes(), 200, Closed),
+        c("h2c, CONNECT", format!("CONNECT x:80 HTTP/1.1\r\nHost: x:80\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: {H2C_SETTINGS}\r\n\r\n").into_bytes(), 404, KeepAlive),
     ]
-}
-
-async fn echo(mut ws: WebSocket) -> Result<(), tower_upgrade::websocket::Error> {
-    while let Some(msg) = ws.recv().await {
-        if let msg @ (Message::Text(_) | Message::Binary(_)) = msg? {
-            ws.send(msg).await?;
-        }
-    }
-    Ok(())
 }
 
 async fn spawn_app() -> (SocketAddr, Tracker) {
@@ -128,7 +114,7 @@ async fn spawn_app() -> (SocketAddr, Tracker) {
             any(|| async { "upgrade only" }).layer(
                 UpgradeLayer::new()
                     .with_tracker(tracker.clone())
-                    .protocol(WebSocketHandler::new(|ws, _req| echo(ws)))
+                    .protocol(WebSocketHandler::new(|ws, _req| ws_echo(ws)))
                     .unwrap()
                     .require_upgrade(),
             ),
@@ -138,20 +124,7 @@ async fn spawn_app() -> (SocketAddr, Tracker) {
         .protocol(H2c::new())
         .unwrap()
         .layer(router);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let app = tower::ServiceExt::<axum::extract::Request>::map_response(
-            app,
-            IntoResponse::into_response,
-        );
-        axum::serve(
-            listener,
-            axum::ServiceExt::<axum::extract::Request>::into_make_service(app),
-        )
-        .await
-    });
-    (addr, tracker)
+    (spawn_axum(app).await, tracker)
 }
 
 #[tokio::test]
