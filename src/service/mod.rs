@@ -150,6 +150,27 @@ where
 /// `431` (RFC 6585 §5).
 pub(crate) const MAX_HEAD_SIZE: usize = 64 * 1024;
 
+/// Whether the request has a body to read before switching.
+///
+/// An HTTP/1.x request has one only if `Content-Length` (other than 0) or
+/// `Transfer-Encoding` says so (RFC 9112 §6.3), or its body says it has bytes. The headers
+/// decide, rather than the body's `is_end_stream`, which body wrappers of other layers
+/// (tower-http's decompression and limit bodies, for example) do not all pass on.
+fn has_body<B: Body>(parts: &http::request::Parts, body: &B) -> bool {
+    if body.is_end_stream() {
+        return false;
+    }
+    if parts.version > http::Version::HTTP_11 || body.size_hint().lower() > 0 {
+        return true;
+    }
+    parts.headers.contains_key(header::TRANSFER_ENCODING)
+        || parts
+            .headers
+            .get_all(header::CONTENT_LENGTH)
+            .iter()
+            .any(|v| v.as_bytes() != b"0")
+}
+
 fn head_size<B>(req: &Request<B>) -> usize {
     let target = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
     req.headers().iter().fold(target, |n, (name, value)| {
@@ -240,7 +261,7 @@ impl<S> Upgrade<S> {
         };
         // RFC 9110 §7.8: the client starts the new protocol only after the whole request;
         // a body must be read before switching, or the upgrade declined.
-        let has_body = !body.is_end_stream();
+        let has_body = has_body(&parts, &body);
         if has_body
             && (accepted.body_limit == 0 || body.size_hint().lower() > accepted.body_limit as u64)
         {

@@ -318,6 +318,7 @@ async fn a_body_the_handler_did_not_ask_for_declines() {
 async fn a_chunked_body_over_the_limit_is_413() {
     let layer = layer_with(Scripted::new(accept_small_body));
     let mut req = upgrade("test/1")
+        .header(header::TRANSFER_ENCODING, "chunked")
         .body(Chunked(Some(Bytes::from_static(b"too long"))))
         .unwrap();
     req.extensions_mut().insert(on_upgrade().await);
@@ -416,4 +417,30 @@ async fn an_oversized_head_is_431_and_closes() {
     req.extensions_mut().insert(on_upgrade().await);
     let (status, _, _) = call(&layer, req).await;
     assert_eq!(status, StatusCode::SWITCHING_PROTOCOLS);
+}
+
+#[tokio::test]
+async fn a_wrapped_empty_body_that_does_not_say_so_still_switches() {
+    // Other layers' body wrappers may not pass on `is_end_stream`; without `Content-Length`
+    // or `Transfer-Encoding`, an HTTP/1.1 request has no body (RFC 9112 §6.3).
+    let layer = layer_with(Scripted::new(accept));
+    let mut req = upgrade("test/1").body(Chunked(None)).unwrap();
+    req.extensions_mut().insert(on_upgrade().await);
+    let (status, _, _) = call(&layer, req).await;
+    assert_eq!(status, StatusCode::SWITCHING_PROTOCOLS);
+    // With `Content-Length: 0` too; with a length, it is a body the handler did not ask for.
+    for (length, expected) in [
+        ("0", StatusCode::SWITCHING_PROTOCOLS),
+        ("3", StatusCode::OK),
+    ] {
+        let mut req = upgrade("test/1")
+            .header(header::CONTENT_LENGTH, length)
+            .body(Chunked(
+                Some(Bytes::from_static(b"abc")).filter(|_| length != "0"),
+            ))
+            .unwrap();
+        req.extensions_mut().insert(on_upgrade().await);
+        let (status, _, _) = call(&layer, req).await;
+        assert_eq!(status, expected, "Content-Length: {length}");
+    }
 }

@@ -16,6 +16,8 @@ mod lifecycle;
 #[cfg(all(feature = "websocket", feature = "h2c"))]
 mod nginx;
 mod stacking;
+#[cfg(all(feature = "websocket", feature = "h2c", feature = "axum"))]
+mod tower_stack;
 mod upgrade;
 #[cfg(feature = "websocket")]
 mod websocket;

@@ -57,10 +57,11 @@ where
 /// (`with_upgrades = true`) or off.
 pub async fn spawn_hyper<S, B>(svc: S, with_upgrades: bool) -> SocketAddr
 where
-    S: tower::Service<http::Request<Incoming>, Response = http::Response<B>, Error = Infallible>
+    S: tower::Service<http::Request<Incoming>, Response = http::Response<B>>
         + Clone
         + Send
         + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     S::Future: Send + 'static,
     B: http_body::Body + Send + 'static,
     B::Data: Send,
