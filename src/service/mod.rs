@@ -38,6 +38,7 @@ use crate::tracker::{Event, Refusal};
 /// | upgrade request offering only unregistered protocols | the inner service's; `426` if required |
 /// | `Upgrade` that is not a list of `name["/"version]` tokens, or longer than 64 elements | `400 Bad Request` |
 /// | a registered protocol, request head (target and headers) over 64 KiB | `431 Request Header Fields Too Large`, and the connection closes |
+/// | a registered protocol over HTTP/1.1, no `Host`, several, or one that is not a valid `host[:port]` (RFC 9112 §3.2) | `400 Bad Request` |
 /// | a registered protocol, handler declines | the inner service's; `426` if required |
 /// | a registered protocol, handler rejects | the handler's rejection (`400`, `403`, `405`, ...) |
 /// | a registered protocol, accepted | `101 Switching Protocols`, `Upgrade: <token>`, `Connection: upgrade`, the handler's headers |
@@ -150,6 +151,16 @@ where
 /// `431` (RFC 6585 §5).
 pub(crate) const MAX_HEAD_SIZE: usize = 64 * 1024;
 
+/// Exactly one `Host`, empty or `uri-host [":" port]` (RFC 9112 §3.2, RFC 9110 §7.2).
+fn valid_host(headers: &http::HeaderMap) -> bool {
+    let mut hosts = headers.get_all(header::HOST).iter();
+    let (Some(host), None) = (hosts.next(), hosts.next()) else {
+        return false;
+    };
+    let host = host.as_bytes();
+    host.is_empty() || (!host.contains(&b'@') && http::uri::Authority::try_from(host).is_ok())
+}
+
 /// Whether the request has a body to read before switching.
 ///
 /// An HTTP/1.x request has one only if `Content-Length` (other than 0) or
@@ -231,6 +242,16 @@ impl<S> Upgrade<S> {
                 )
                 .header(header::CONNECTION, HeaderValue::from_static("close")),
             ));
+        }
+        // RFC 9112 §3.2: an HTTP/1.1 request with no `Host`, several, or an invalid one is a
+        // bad request (RFC 6455 §4.2.1 item 2 asks the same of a WebSocket handshake).
+        if !http2 && !valid_host(req.headers()) {
+            tracker.record(&protocol, Event::RejectedHead);
+            tracing::debug!(protocol = %entry.token, "upgrade request without a valid Host");
+            return ResponseFuture::ready(rejection_response(Rejection::new(
+                StatusCode::BAD_REQUEST,
+                "missing, repeated or invalid Host header\n",
+            )));
         }
         let (mut parts, body) = req.into_parts();
         // A handler that carries HTTP requests on the connection gets this very service,

@@ -444,3 +444,26 @@ async fn a_wrapped_empty_body_that_does_not_say_so_still_switches() {
         assert_eq!(status, expected, "Content-Length: {length}");
     }
 }
+
+#[tokio::test]
+async fn an_http_1_1_upgrade_needs_exactly_one_valid_host() {
+    let layer = layer_with(Scripted::new(accept));
+    let no_host = Request::get("/")
+        .header(header::CONNECTION, "upgrade")
+        .header(header::UPGRADE, "test/1");
+    let cases = [
+        no_host,
+        upgrade("test/1").header(header::HOST, "other.example"),
+        Request::get("/")
+            .header(header::HOST, "a b")
+            .header(header::CONNECTION, "upgrade")
+            .header(header::UPGRADE, "test/1"),
+    ];
+    for req in cases {
+        let (status, headers, body) = call(&layer, req.body(Empty::<Bytes>::new()).unwrap()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_text(&headers);
+        assert_eq!(body, "missing, repeated or invalid Host header\n");
+    }
+    assert_eq!(layer.tracker().stats().totals.rejected_head, 3);
+}

@@ -111,7 +111,7 @@ pub struct Counts {
     pub rejected_body: u64,
     /// Requests that could not switch (no hyper `OnUpgrade`, `500`).
     pub rejected_cannot_switch: u64,
-    /// Requests whose head was too large to switch on (`431`).
+    /// Requests whose head was too large (`431`) or had no valid `Host` (`400`).
     pub rejected_head: u64,
     /// Upgraded connections whose handler returned `Ok`.
     pub completed: u64,

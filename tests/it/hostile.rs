@@ -101,7 +101,13 @@ fn cases() -> Vec<Case> {
         // Methods and targets: a custom protocol takes any.
         case("POST without body", b"POST /x?y HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: upper/1\r\n\r\n".to_vec(), 101, Upgraded),
         case("OPTIONS *", b"OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: upper/1\r\n\r\n".to_vec(), 101, Upgraded),
-        case("no Host", b"GET / HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: upper/1\r\n\r\n".to_vec(), 101, Upgraded),
+        // RFC 9112 §3.2: exactly one valid Host, or 400.
+        case("no Host", b"GET / HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: upper/1\r\n\r\n".to_vec(), 400, KeepAlive),
+        case("two Host lines", b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: upgrade\r\nUpgrade: upper/1\r\n\r\n".to_vec(), 400, KeepAlive),
+        case("Host with userinfo", b"GET / HTTP/1.1\r\nHost: u@a\r\nConnection: upgrade\r\nUpgrade: upper/1\r\n\r\n".to_vec(), 400, KeepAlive),
+        case("Host not an authority", b"GET / HTTP/1.1\r\nHost: a b\r\nConnection: upgrade\r\nUpgrade: upper/1\r\n\r\n".to_vec(), 400, KeepAlive),
+        case("Host with a port", b"GET / HTTP/1.1\r\nHost: [::1]:8080\r\nConnection: upgrade\r\nUpgrade: upper/1\r\n\r\n".to_vec(), 101, Upgraded),
+        case("empty Host", b"GET / HTTP/1.1\r\nHost: \r\nConnection: upgrade\r\nUpgrade: upper/1\r\n\r\n".to_vec(), 101, Upgraded),
     ]
 }
 

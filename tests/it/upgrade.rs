@@ -555,6 +555,7 @@ async fn requests_that_cannot_switch_get_500_not_101() {
         }),
     );
     let req = http::Request::get("/")
+        .header("host", "example.com")
         .header("connection", "upgrade")
         .header("upgrade", "upper/1")
         .body(axum::body::Body::empty())
