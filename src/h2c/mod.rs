@@ -103,7 +103,8 @@
 //! // Around the whole router, not `Router::layer` (which wraps each route on its own).
 //! let app = UpgradeLayer::new().protocol(H2c::new())?.layer(router);
 //!
-//! // Serve it with `axum::serve(listener, axum::ServiceExt::into_make_service(app))`.
+//! // Serve it with `axum::serve`, its response mapped back into axum's body: see
+//! // "Where to put the layer" in the crate docs.
 //! let res = app
 //!     .oneshot(
 //!         Request::get("/")
