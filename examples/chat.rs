@@ -94,6 +94,7 @@ const PAGE: &str = r#"<!doctype html>
   const connect = () => {
     state.textContent = 'connecting';
     ws = new WebSocket(scheme + location.host + '/ws');
+    window.chatSocket = ws; // for tests and the console
     ws.onopen = () => { state.textContent = 'open'; retry = 250; refresh(); };
     ws.onmessage = (event) => {
       if (typeof event.data === 'string') entry(event.data);
