@@ -54,9 +54,6 @@
 //!
 //! `--impls a,b,c` limits a subcommand to some impls; `--help` lists every flag.
 
-#[path = "bench_support/mod.rs"]
-mod bench_support;
-
 use std::fmt::Write as _;
 use std::io;
 use std::net::SocketAddr;
@@ -78,7 +75,7 @@ use tokio::process::{Child, Command};
 use tokio::task::JoinSet;
 use tokio::time::timeout;
 
-use crate::bench_support::{apply_mask, pin_to_cpu, raise_nofile_limit};
+use tower_upgrade_bench::{apply_mask, pin_to_cpu, raise_nofile_limit};
 
 /// The WebSocket servers, in table order: the floor, this crate, then the peers.
 const WS_IMPLS: &[&str] = &[

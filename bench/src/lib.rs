@@ -1,8 +1,13 @@
-//! Pieces shared by `bench_server` and `load`: CPU pinning, the file-descriptor limit, and
-//! the RFC 6455 masking function (the server unmasks with it, the client masks).
+//! The load harness behind `BENCHMARKS.md`: the `load` client and the `bench_server`
+//! servers it measures, one per process (`src/bin/`).
 //!
-//! Included by both binaries with `#[path = "bench_support/mod.rs"] mod bench_support;`.
-//! A directory without `main.rs` is not an example of its own.
+//! This library holds the pieces both binaries share: CPU pinning, the file-descriptor
+//! limit, and the RFC 6455 masking function (the server unmasks with it, the client masks).
+//!
+//! ```text
+//! cargo build --release -p tower-upgrade-bench
+//! target/release/load --help
+//! ```
 
 use nix::sched::{CpuSet, sched_setaffinity};
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
@@ -10,14 +15,14 @@ use nix::unistd::Pid;
 
 /// Pins the calling thread to `cpu`. Call it first thing in `main`, before the tokio
 /// runtime starts: threads started later inherit the mask.
-pub(crate) fn pin_to_cpu(cpu: usize) -> nix::Result<()> {
+pub fn pin_to_cpu(cpu: usize) -> nix::Result<()> {
     let mut set = CpuSet::new();
     set.set(cpu)?;
     sched_setaffinity(Pid::from_raw(0), &set)
 }
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit, and returns the new soft limit.
-pub(crate) fn raise_nofile_limit() -> nix::Result<u64> {
+pub fn raise_nofile_limit() -> nix::Result<u64> {
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
     if soft < hard {
         setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
@@ -29,7 +34,7 @@ pub(crate) fn raise_nofile_limit() -> nix::Result<u64> {
 ///
 /// `buf` must start at the first byte of the payload: the key is applied from its index 0.
 #[inline]
-pub(crate) fn apply_mask(buf: &mut [u8], mask: [u8; 4]) {
+pub fn apply_mask(buf: &mut [u8], mask: [u8; 4]) {
     let m = u32::from_ne_bytes(mask);
     // Both halves are the key, so this holds on either byte order.
     let m = u64::from(m) | (u64::from(m) << 32);

@@ -12,7 +12,7 @@
 //! | `--impl` | what runs |
 //! | --- | --- |
 //! | `floor` | the limit: minimal HTTP parsing (read to the empty line), a fixed `101` with no validation, a raw frame echo |
-//! | `tower-upgrade` | this crate's WebSocket handler, on an axum router (needs the `websocket` feature; reports "not built yet" without it); `GET /stats` answers the layer's [`Tracker`] totals as `live=… accepted=… completed=… failed=…` |
+//! | `tower-upgrade` | this crate's WebSocket handler, on an axum router; `GET /stats` answers the layer's [`Tracker`] totals as `live=… accepted=… completed=… failed=…` |
 //! | `tower-upgrade-raw` | the core layer only: an axum router with [`UpgradeLayer`] and a small [`ProtocolHandler`] that checks the key and computes `Sec-WebSocket-Accept`, then the floor's frame echo on the [`UpgradedIo`] |
 //! | `tower-upgrade-hyper` | this crate's WebSocket handler, on a plain hyper 1 `http1` server as the hyper-based peers use |
 //! | `tower-upgrade-raw-hyper` | the same layer and handler around a `tower::service_fn`, on a plain hyper 1 `http1` server as the hyper-based peers use (no axum router, no `auto::Builder`) |
@@ -23,7 +23,7 @@
 //! | `plain-axum` | `GET /` → `hello`, a bare axum router |
 //! | `layered-axum` | the same router with [`UpgradeLayer`] (two protocols registered) |
 //! | `h2-prior-knowledge` | `layered-axum` served by hyper-util's `auto::Builder` (HTTP/2 with prior knowledge) |
-//! | `h2c` | `plain-axum`'s router wrapped whole in [`UpgradeLayer`] with [`H2c`], on the same `auto::Builder` setup as `h2-prior-knowledge`: clients upgrade from HTTP/1.1 (needs the `h2c` feature) |
+//! | `h2c` | `plain-axum`'s router wrapped whole in [`UpgradeLayer`] with [`H2c`], on the same `auto::Builder` setup as `h2-prior-knowledge`: clients upgrade from HTTP/1.1 |
 //!
 //! Every impl sets `TCP_NODELAY` on accepted connections. Options:
 //!
@@ -33,17 +33,11 @@
 //! - `--max-secs N`: exit after `N` seconds (default 900). The server also exits when its
 //!   stdin closes, so it never outlives the harness that started it.
 //!
-//! An impl that is not built in this configuration exits with status 2 before printing
-//! an address.
-//!
 //! [`UpgradeLayer`]: tower_upgrade::UpgradeLayer
 //! [`ProtocolHandler`]: tower_upgrade::ProtocolHandler
 //! [`UpgradedIo`]: tower_upgrade::UpgradedIo
 //! [`Tracker`]: tower_upgrade::Tracker
 //! [`H2c`]: tower_upgrade::h2c::H2c
-
-#[path = "bench_support/mod.rs"]
-mod bench_support;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -71,10 +65,7 @@ use tower_upgrade::{
     UpgradedIo, handler_fn,
 };
 
-use crate::bench_support::{apply_mask, pin_to_cpu, raise_nofile_limit};
-
-/// Exit status of an impl that is not built in this configuration.
-const NOT_BUILT: u8 = 2;
+use tower_upgrade_bench::{apply_mask, pin_to_cpu, raise_nofile_limit};
 
 /// The servers this binary can run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -183,10 +174,6 @@ fn main() -> ExitCode {
     if let Err(e) = raise_nofile_limit() {
         eprintln!("bench_server: cannot raise RLIMIT_NOFILE: {e}");
     }
-    if let Some(reason) = not_built(args.imp) {
-        eprintln!("bench_server: {reason}");
-        return ExitCode::from(NOT_BUILT);
-    }
     exit_when_stdin_closes();
 
     let runtime = if args.threads == 1 {
@@ -233,18 +220,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// Why `imp` cannot run in this build, if it cannot.
-fn not_built(imp: Impl) -> Option<&'static str> {
-    match imp {
-        Impl::TowerUpgrade if !TOWER_UPGRADE_BUILT => Some(
-            "tower-upgrade: not built yet (the `websocket` module is not on this branch; \
-             `tower-upgrade-raw` measures the core layer)",
-        ),
-        Impl::H2c if !H2C_BUILT => Some("h2c: not built yet (needs the `h2c` feature)"),
-        _ => None,
-    }
-}
-
 /// Ends the process when stdin reaches end of file: the harness holds the other end, so a
 /// server never outlives it.
 fn exit_when_stdin_closes() {
@@ -266,7 +241,6 @@ async fn serve(imp: Impl, listener: TcpListener) -> io::Result<()> {
     match imp {
         Impl::Floor => accept_loop(listener, floor_conn).await,
         Impl::TowerUpgrade => serve_tower_upgrade(listener).await,
-        #[cfg(feature = "websocket")]
         Impl::TowerUpgradeHyper => {
             let layer = tower_upgrade_layer();
             accept_loop(listener, move |tcp| {
@@ -274,8 +248,6 @@ async fn serve(imp: Impl, listener: TcpListener) -> io::Result<()> {
             })
             .await
         }
-        #[cfg(not(feature = "websocket"))]
-        Impl::TowerUpgradeHyper => Err(io::Error::other("tower-upgrade: not built")),
         Impl::TowerUpgradeRaw => serve_axum(listener, tower_upgrade_raw_app()).await,
         Impl::TowerUpgradeRawHyper => {
             let layer = raw_layer();
@@ -360,14 +332,10 @@ async fn auto_conn(tcp: TcpStream, app: Router) {
 
 // ===== h2c =====
 
-/// Whether this build has the `h2c` impl.
-const H2C_BUILT: bool = cfg!(feature = "h2c");
-
 /// `plain-axum`'s router with the layer around the whole of it (the h2c handler routes
 /// every HTTP/2 request on an upgraded connection through it again), served as
 /// `h2-prior-knowledge` is. Both impls then put exactly one [`UpgradeLayer`] on the path of
 /// each request.
-#[cfg(feature = "h2c")]
 async fn serve_h2c(listener: TcpListener) -> io::Result<()> {
     use tower::Layer as _;
 
@@ -384,11 +352,6 @@ async fn serve_h2c(listener: TcpListener) -> io::Result<()> {
         }
     })
     .await
-}
-
-#[cfg(not(feature = "h2c"))]
-async fn serve_h2c(_listener: TcpListener) -> io::Result<()> {
-    Err(io::Error::other("h2c: not built yet"))
 }
 
 // ===== floor =====
@@ -686,13 +649,9 @@ async fn tower_upgrade_hyper_conn(tcp: TcpStream, layer: UpgradeLayer) {
 
 // ===== tower-upgrade (this crate's WebSocket handler) =====
 
-/// Whether this build has the `tower-upgrade` impl.
-const TOWER_UPGRADE_BUILT: bool = cfg!(feature = "websocket");
-
 /// This crate's `websocket` module, echoing, on the same router shape as the other axum
 /// impls.
 ///
-#[cfg(feature = "websocket")]
 fn tower_upgrade_layer() -> UpgradeLayer {
     use tower_upgrade::websocket::{Message, WebSocket, WebSocketHandler};
 
@@ -712,7 +671,6 @@ fn tower_upgrade_layer() -> UpgradeLayer {
         .require_upgrade()
 }
 
-#[cfg(feature = "websocket")]
 fn tower_upgrade_app() -> Router {
     let layer = tower_upgrade_layer();
     let tracker = layer.tracker().clone();
@@ -731,14 +689,8 @@ fn tower_upgrade_app() -> Router {
         )
 }
 
-#[cfg(feature = "websocket")]
 async fn serve_tower_upgrade(listener: TcpListener) -> io::Result<()> {
     serve_axum(listener, tower_upgrade_app()).await
-}
-
-#[cfg(not(feature = "websocket"))]
-async fn serve_tower_upgrade(_listener: TcpListener) -> io::Result<()> {
-    Err(io::Error::other("tower-upgrade: not built yet"))
 }
 
 // ===== peers =====
