@@ -9,25 +9,80 @@
 //! target/release/load --help
 //! ```
 
-use nix::sched::{CpuSet, sched_setaffinity};
-use nix::sys::resource::{Resource, getrlimit, setrlimit};
-use nix::unistd::Pid;
+use std::io;
 
 /// Pins the calling thread to `cpu`. Call it first thing in `main`, before the tokio
 /// runtime starts: threads started later inherit the mask.
-pub fn pin_to_cpu(cpu: usize) -> nix::Result<()> {
+///
+/// Linux only (`sched_setaffinity`); elsewhere it does nothing.
+///
+/// # Errors
+///
+/// If `cpu` is out of range or the kernel refuses the mask.
+#[cfg(target_os = "linux")]
+pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
+    use nix::sched::{CpuSet, sched_setaffinity};
+    use nix::unistd::Pid;
+
     let mut set = CpuSet::new();
     set.set(cpu)?;
-    sched_setaffinity(Pid::from_raw(0), &set)
+    sched_setaffinity(Pid::from_raw(0), &set)?;
+    Ok(())
+}
+
+/// Pins the calling thread to `cpu`: a no-op outside Linux.
+///
+/// # Errors
+///
+/// Never.
+#[cfg(not(target_os = "linux"))]
+pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
+    let _ = cpu;
+    Ok(())
 }
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit, and returns the new soft limit.
-pub fn raise_nofile_limit() -> nix::Result<u64> {
+///
+/// Linux only; elsewhere it changes nothing and returns `u64::MAX` (no known limit).
+///
+/// # Errors
+///
+/// If the limit cannot be read or set.
+#[cfg(target_os = "linux")]
+pub fn raise_nofile_limit() -> io::Result<u64> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
     if soft < hard {
         setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
     }
     Ok(hard.max(soft))
+}
+
+/// Raises the soft `RLIMIT_NOFILE`: a no-op outside Linux, which returns `u64::MAX`.
+///
+/// # Errors
+///
+/// Never.
+#[cfg(not(target_os = "linux"))]
+pub fn raise_nofile_limit() -> io::Result<u64> {
+    Ok(u64::MAX)
+}
+
+/// Clock ticks per second (`sysconf(_SC_CLK_TCK)`), the unit of the CPU times in
+/// `/proc/PID/stat`; 100 where it cannot be read, and outside Linux.
+#[must_use]
+pub fn clock_ticks() -> f64 {
+    #[cfg(target_os = "linux")]
+    {
+        use nix::unistd::{SysconfVar, sysconf};
+        if let Ok(Some(hz)) = sysconf(SysconfVar::CLK_TCK)
+            && hz > 0
+        {
+            return hz as f64;
+        }
+    }
+    100.0
 }
 
 /// XORs `buf` with the 4-byte masking key (RFC 6455 §5.3), eight bytes at a time.

@@ -75,7 +75,7 @@ use tokio::process::{Child, Command};
 use tokio::task::JoinSet;
 use tokio::time::timeout;
 
-use tower_upgrade_bench::{apply_mask, pin_to_cpu, raise_nofile_limit};
+use tower_upgrade_bench::{apply_mask, clock_ticks, pin_to_cpu, raise_nofile_limit};
 
 /// The WebSocket servers, in table order: the floor, this crate, then the peers.
 const WS_IMPLS: &[&str] = &[
@@ -531,14 +531,6 @@ fn cpu_time(pid: &str) -> io::Result<Duration> {
     };
     let total = ticks(11)? + ticks(12)?;
     Ok(Duration::from_secs_f64(total as f64 / clock_ticks()))
-}
-
-fn clock_ticks() -> f64 {
-    use nix::unistd::{SysconfVar, sysconf};
-    match sysconf(SysconfVar::CLK_TCK) {
-        Ok(Some(hz)) if hz > 0 => hz as f64,
-        _ => 100.0,
-    }
 }
 
 // ===== measurements =====
