@@ -1,9 +1,9 @@
-//! One server under test for the load harness (`examples/load.rs`), one per process, so
+//! One server under test for the load harness (`bench/src/bin/load.rs`), one per process, so
 //! that its CPU time and memory can be read from `/proc` on their own.
 //!
 //! ```text
-//! cargo build --release --examples
-//! target/release/examples/bench_server --impl floor --addr 127.0.0.1:0 --cpu 0
+//! cargo build --release -p tower-upgrade-bench
+//! target/release/bench_server --impl floor --addr 127.0.0.1:0 --cpu 0
 //! ```
 //!
 //! The first line on stdout is the bound address. `/ws` echoes text and binary messages

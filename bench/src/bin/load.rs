@@ -2,9 +2,9 @@
 //! floor and the common Rust WebSocket servers, each in a process of its own.
 //!
 //! ```text
-//! cargo build --release --examples
-//! target/release/examples/load all            # every measurement, 4–8 minutes
-//! target/release/examples/load echo --runs 5 --duration-ms 3000
+//! cargo build --release -p tower-upgrade-bench
+//! target/release/load all            # every measurement, 4–8 minutes
+//! target/release/load echo --runs 5 --duration-ms 3000
 //! ```
 //!
 //! Subcommands:
@@ -323,7 +323,7 @@ fn main() -> ExitCode {
     }
     if !opts.server.exists() {
         eprintln!(
-            "load: {} not found: build it first with `cargo build --release --examples`",
+            "load: {} not found: build it first with `cargo build --release -p tower-upgrade-bench`",
             opts.server.display()
         );
         return ExitCode::FAILURE;
