@@ -216,5 +216,7 @@ pub use self::{
     registry::Registry,
     service::Upgrade,
     token::UpgradeToken,
-    tracker::{Counts, DrainReport, ShutdownSignal, Stats, Tracker},
+    tracker::{
+        BudgetReservation, Counts, DrainReport, MessageBudget, ShutdownSignal, Stats, Tracker,
+    },
 };
