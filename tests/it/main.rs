@@ -7,6 +7,8 @@ mod support;
 mod bounds;
 #[cfg(all(feature = "websocket", feature = "h2c"))]
 mod echo_app;
+#[cfg(all(feature = "websocket", feature = "h2c", feature = "axum"))]
+mod exhaustion;
 #[cfg(all(feature = "h2c", feature = "axum"))]
 mod h2c;
 mod hostile;
