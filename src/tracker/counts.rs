@@ -129,7 +129,7 @@ pub struct Counts {
     pub live: u64,
 }
 
-/// A snapshot of a [`Tracker`]'s counters: all protocols together, and each protocol.
+/// A snapshot of a [`Tracker`](super::Tracker)'s counters: all protocols together, and each protocol.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {

@@ -318,7 +318,9 @@ async fn a_rapid_reset_flood_on_an_upgraded_connection_is_cut_off() {
     // Meanwhile and after, another client is served.
     assert!(get_root(addr).await.starts_with("HTTP/1.1 200 OK\r\n"));
     let goaway = within(reader).await.unwrap();
-    eprintln!("rapid reset: {sent} pairs sent, GOAWAY {goaway:?}");
+    eprintln!(
+        "rapid reset: {sent} pairs sent, GOAWAY {goaway:?}, at most {most:?} requests in the app at once"
+    );
     assert_eq!(goaway, Some(ENHANCE_YOUR_CALM), "{sent} pairs sent");
     // The work the flood caused at once stayed within the stream limit.
     assert!(most.load(Ordering::SeqCst) <= 100, "{most:?}");
