@@ -90,7 +90,7 @@ impl WebSocketConfig {
     /// phone that lost its network, a host that went down) otherwise holds its connection,
     /// its task and its buffers until the process restarts, since nothing is ever written to
     /// it and TCP keep-alive is off by default. It costs one timer per connection (about
-    /// 100 bytes, and no work per message: arrivals are only timestamped), one ping per
+    /// 200 bytes; no timer work per message: reads are only timestamped), one ping per
     /// 30 s of silence, and it keeps quiet connections open through proxies that cut them
     /// after 60 s. Turn it off (`keep_alive(None)`) for a protocol with its own heartbeat.
     ///
