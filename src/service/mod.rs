@@ -332,7 +332,8 @@ impl<S> Upgrade<S> {
             let res = switching(token.header_value(), response_headers, http2);
             slot.tracker().record(slot.protocol(), Event::Accepted);
             let shutdown = slot.tracker().signal();
-            let req = UpgradeRequest::new(parts, token, body, shutdown);
+            let budget = slot.message_budget();
+            let req = UpgradeRequest::new(parts, token, body, shutdown, budget);
             connection::spawn(config, on_upgrade, serve, req, slot);
             res
         };

@@ -344,7 +344,8 @@ where
         // rest is dropped now rather than held for the life of the connection.
         let ws = WebSocket::from_raw_socket(io, self.settings.config)
             .with_protocol(handshake.into_protocol())
-            .close_on(req.shutdown().clone());
+            .close_on(req.shutdown().clone())
+            .with_message_budget(req.message_budget());
         // Made here rather than in an `async fn`, whose arguments would stay in its state
         // (and so in memory) for the whole connection.
         ServeResult::new((self.callback.0)(ws, req))

@@ -9,6 +9,8 @@ mod bounds;
 mod chat_app;
 #[cfg(all(feature = "websocket", feature = "h2c"))]
 mod echo_app;
+#[cfg(all(feature = "websocket", feature = "h2c", feature = "axum"))]
+mod exhaustion;
 #[cfg(all(feature = "h2c", feature = "axum"))]
 mod h2c;
 mod hostile;

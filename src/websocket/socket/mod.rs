@@ -23,8 +23,9 @@ use crate::websocket::config::WebSocketConfig;
 use crate::websocket::error::Error;
 use crate::websocket::frame::Head;
 use crate::websocket::message::{CloseFrame, Message};
-use crate::{ShutdownSignal, UpgradedIo};
+use crate::{BudgetReservation, ShutdownSignal, UpgradedIo};
 
+mod budget;
 mod read;
 #[cfg(test)]
 mod tests;
@@ -74,6 +75,9 @@ pub struct WebSocket<S = UpgradedIo> {
     /// heap buffer that size, so that a frame like it takes one read instead of two. The
     /// buffer is freed at once if nothing is there to read: idle, the socket holds none.
     expect: u32,
+    /// The bytes of the message being read, reserved against the layer's message budget
+    /// (see `budget.rs`); `None` without one.
+    budget: Option<BudgetReservation>,
 }
 
 enum State {
@@ -108,16 +112,16 @@ impl<S> WebSocket<S> {
             timers: config.keep_alive.map(|interval| {
                 Box::new(Timers {
                     shutdown: None,
-                    keep_alive: Some(KeepAlive {
+                    keep_alive: Some(KeepAlive::new(
                         interval,
-                        sleep: Box::pin(tokio::time::sleep(interval)),
-                        awaiting: false,
-                    }),
+                        config.get_keep_alive_timeout().unwrap_or(interval),
+                    )),
                 })
             }),
             config,
             protocol: None,
             expect: 0,
+            budget: None,
         }
     }
 
@@ -186,6 +190,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         self.read_buf = BytesMut::new();
         self.partial = None;
         self.header = None;
+        self.release();
         self.state = State::Finishing(Finish::Error(e));
     }
 }

@@ -69,7 +69,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             }
             match self.next_frame() {
                 Ok(Some((header, payload))) => match self.on_frame(&header, payload) {
-                    Ok(Some(msg)) => return Poll::Ready(Some(Ok(msg))),
+                    Ok(Some(msg)) => {
+                        if matches!(msg, Message::Text(_) | Message::Binary(_)) {
+                            self.release();
+                        }
+                        return Poll::Ready(Some(Ok(msg)));
+                    }
                     Ok(None) => continue,
                     Err(e) => {
                         self.fail(e);
@@ -120,7 +125,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                         "the peer closed the connection without a close frame",
                     ))));
                 }
-                Ok(_) => {}
+                Ok(_) => self.heard(),
                 Err(e) => {
                     self.state = State::Closed;
                     return Poll::Ready(Some(Err(Error::io(e))));
@@ -181,6 +186,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     fn start_frame(&mut self, data: &[u8]) -> Option<Head> {
         let head = frame::parse(data).ok().flatten()?;
         self.check_head(&head).ok()?;
+        self.reserve(&head).ok()?;
         self.header = Some(head);
         Some(head)
     }
@@ -222,6 +228,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     return Ok(None);
                 };
                 self.check_head(&head)?;
+                self.reserve(&head)?;
                 self.read_buf.advance(usize::from(head.size));
                 self.header = Some(head);
                 head
@@ -234,9 +241,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             return Ok(None);
         }
         self.header = None;
-        if let Some(timers) = &mut self.timers {
-            timers.heard();
-        }
         let total = usize::from(head.size) + len;
         self.expect = if total > self.config.read_buffer_size {
             total.min(MAX_EXPECT) as u32

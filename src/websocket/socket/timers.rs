@@ -25,10 +25,48 @@ pub(super) struct Timers {
 }
 
 pub(super) struct KeepAlive {
-    pub(super) interval: Duration,
-    pub(super) sleep: Pin<Box<Sleep>>,
-    /// A ping went out and nothing came back yet.
-    pub(super) awaiting: bool,
+    interval: Duration,
+    timeout: Duration,
+    /// Fires at the next check: when `interval` may have passed since `last_heard`, or
+    /// when the ping's `timeout` passes.
+    sleep: Pin<Box<Sleep>>,
+    /// When the peer's last bytes arrived. Only timestamped per read: the sleep is moved
+    /// when it fires, not on every read (resetting a tokio timer takes a lock).
+    last_heard: Instant,
+    /// When a ping went out that nothing came back after yet.
+    ping_sent: Option<Instant>,
+}
+
+impl KeepAlive {
+    pub(super) fn new(interval: Duration, timeout: Duration) -> Self {
+        let now = Instant::now();
+        Self {
+            interval,
+            timeout,
+            sleep: Box::pin(tokio::time::sleep_until(now + interval)),
+            last_heard: now,
+            ping_sent: None,
+        }
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Timer> {
+        while self.sleep.as_mut().poll(cx).is_ready() {
+            let now = Instant::now();
+            match self.ping_sent {
+                Some(sent) if self.last_heard < sent => return Poll::Ready(Timer::TimedOut),
+                _ => self.ping_sent = None,
+            }
+            let quiet_until = self.last_heard + self.interval;
+            if now < quiet_until {
+                self.sleep.as_mut().reset(quiet_until);
+                continue;
+            }
+            self.ping_sent = Some(now);
+            self.sleep.as_mut().reset(now + self.timeout);
+            return Poll::Ready(Timer::Ping);
+        }
+        Poll::Pending
+    }
 }
 
 /// What the timers ask for.
@@ -46,26 +84,18 @@ impl Timers {
                 return Poll::Ready(Timer::Shutdown);
             }
         }
-        if let Some(keep_alive) = &mut self.keep_alive {
-            if keep_alive.sleep.as_mut().poll(cx).is_ready() {
-                if keep_alive.awaiting {
-                    return Poll::Ready(Timer::TimedOut);
-                }
-                keep_alive.awaiting = true;
-                let deadline = Instant::now() + keep_alive.interval;
-                keep_alive.sleep.as_mut().reset(deadline);
-                return Poll::Ready(Timer::Ping);
-            }
+        match &mut self.keep_alive {
+            Some(keep_alive) => keep_alive.poll(cx),
+            None => Poll::Pending,
         }
-        Poll::Pending
     }
+}
 
-    /// Something arrived from the peer.
+impl<S> WebSocket<S> {
+    /// Bytes arrived from the peer.
     pub(super) fn heard(&mut self) {
-        if let Some(keep_alive) = &mut self.keep_alive {
-            keep_alive.awaiting = false;
-            let deadline = Instant::now() + keep_alive.interval;
-            keep_alive.sleep.as_mut().reset(deadline);
+        if let Some(keep_alive) = self.timers.as_mut().and_then(|t| t.keep_alive.as_mut()) {
+            keep_alive.last_heard = Instant::now();
         }
     }
 }
@@ -99,5 +129,54 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             )),
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
+
+    use crate::websocket::{ErrorKind, WebSocket, WebSocketConfig};
+
+    /// Real time, with lower bounds only: a slow machine makes it later, never earlier.
+    #[tokio::test]
+    async fn pings_after_the_interval_of_silence_and_fails_after_the_timeout() {
+        let ms = Duration::from_millis;
+        let config = WebSocketConfig::new()
+            .keep_alive(ms(300))
+            .keep_alive_timeout(ms(100));
+        let (io, mut peer) = duplex(1024);
+        let mut ws = WebSocket::from_raw_socket(io, config);
+        let start = tokio::time::Instant::now();
+        // A pong (masked, empty) at 200 ms: the silence starts again from there.
+        let client = async {
+            tokio::time::sleep(ms(200)).await;
+            peer.write_all(&[0x8A, 0x80, 0, 0, 0, 0]).await.unwrap();
+            let mut ping = [0; 2];
+            peer.read_exact(&mut ping).await.unwrap();
+            assert_eq!(ping, [0x89, 0]);
+            assert!(start.elapsed() >= ms(500), "{:?}", start.elapsed());
+            peer
+        };
+        let server = async {
+            assert!(ws.recv().await.unwrap().is_ok()); // the pong
+            let err = ws.recv().await.unwrap().unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::KeepAliveTimeout);
+            assert!(start.elapsed() >= ms(600), "{:?}", start.elapsed());
+        };
+        let (_peer, ()) = tokio::join!(client, server);
+    }
+
+    #[test]
+    fn keep_alive_is_on_by_default_and_can_be_turned_off() {
+        let config = WebSocketConfig::default();
+        assert_eq!(config.get_keep_alive(), Some(Duration::from_secs(30)));
+        assert_eq!(
+            config.get_keep_alive_timeout(),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(config.keep_alive(None).get_keep_alive_timeout(), None);
     }
 }
