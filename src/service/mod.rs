@@ -223,7 +223,7 @@ impl<S> Upgrade<S> {
     {
         let entry = self.config.registry.entry(index);
         let tracker = &self.config.tracker;
-        let protocol = tracker.protocol(&entry.token);
+        let protocol = Arc::clone(self.config.protocol(index));
         tracker.record(&protocol, Event::Attempt);
         if tracker.is_shutting_down() {
             tracker.record(&protocol, Event::RejectedShuttingDown);
