@@ -157,8 +157,41 @@ fn valid_host(headers: &http::HeaderMap) -> bool {
     let (Some(host), None) = (hosts.next(), hosts.next()) else {
         return false;
     };
-    let host = host.as_bytes();
-    host.is_empty() || (!host.contains(&b'@') && http::uri::Authority::try_from(host).is_ok())
+    valid_authority(host.as_bytes())
+}
+
+/// `uri-host [":" port]` (RFC 3986 §3.2.2, §3.2.3), or empty; checked in place, without
+/// the allocation and copy of parsing an [`http::uri::Authority`].
+fn valid_authority(host: &[u8]) -> bool {
+    let (host, port) = match host.first() {
+        // IP-literal: "[" ( IPv6address / IPvFuture ) "]"
+        Some(b'[') => {
+            let Some(end) = host.iter().position(|&b| b == b']') else {
+                return false;
+            };
+            let inside = &host[1..end];
+            if inside.is_empty()
+                || !inside
+                    .iter()
+                    .all(|&b| b.is_ascii_alphanumeric() || b":.-_~!$&'()*+,;=".contains(&b))
+            {
+                return false;
+            }
+            match &host[end + 1..] {
+                [] => return true,
+                [b':', port @ ..] => (&[][..], port),
+                _ => return false,
+            }
+        }
+        _ => match host.iter().rposition(|&b| b == b':') {
+            Some(colon) => (&host[..colon], &host[colon + 1..]),
+            None => (host, &[][..]),
+        },
+    };
+    // reg-name / IPv4address: unreserved, pct-encoded or sub-delims characters.
+    host.iter()
+        .all(|&b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b))
+        && port.iter().all(u8::is_ascii_digit)
 }
 
 /// Whether the request has a body to read before switching.
@@ -368,3 +401,33 @@ impl<S> Upgrade<S> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod host_tests {
+    use super::valid_authority;
+
+    #[test]
+    fn hosts_as_rfc_3986_writes_them() {
+        for good in [
+            "",
+            "example.com",
+            "example.com:8080",
+            "127.0.0.1:3000",
+            "[::1]",
+            "[::1]:443",
+            "[v1.fe80::a+en1]",
+            "xn--bcher-kva.example",
+            "a_b~c",
+            "%41",
+            "host:",
+        ] {
+            assert!(valid_authority(good.as_bytes()), "{good:?} refused");
+        }
+        for bad in [
+            "a b", "u@host", "host:80a", "[::1", "[]", "[::1]x", "[::1]:8a", "a/b", "a?b", "a#b",
+            "h\"", "[::1]]",
+        ] {
+            assert!(!valid_authority(bad.as_bytes()), "{bad:?} accepted");
+        }
+    }
+}

@@ -27,14 +27,16 @@ pub(super) struct Timers {
 pub(super) struct KeepAlive {
     interval: Duration,
     timeout: Duration,
-    /// Fires at the next check: when `interval` may have passed since `last_heard`, or
-    /// when the ping's `timeout` passes.
+    /// Fires at the next check.
     sleep: Pin<Box<Sleep>>,
-    /// When the peer's last bytes arrived. Only timestamped per read: the sleep is moved
-    /// when it fires, not on every read (resetting a tokio timer takes a lock).
-    last_heard: Instant,
-    /// When a ping went out that nothing came back after yet.
-    ping_sent: Option<Instant>,
+    /// Whether bytes arrived since the last check: a flag set per read, rather than a
+    /// clock read per read or a timer reset per read (which takes a lock).
+    heard: bool,
+    /// A check by which the peer had last spoken: the silence is measured from there, so a
+    /// ping follows the peer's last bytes by `interval` to `interval` plus a quarter.
+    spoke_by: Instant,
+    /// A ping went out that nothing came back after yet.
+    awaiting: bool,
 }
 
 impl KeepAlive {
@@ -44,24 +46,31 @@ impl KeepAlive {
             interval,
             timeout,
             sleep: Box::pin(tokio::time::sleep_until(now + interval)),
-            last_heard: now,
-            ping_sent: None,
+            heard: false,
+            spoke_by: now,
+            awaiting: false,
         }
     }
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Timer> {
         while self.sleep.as_mut().poll(cx).is_ready() {
             let now = Instant::now();
-            match self.ping_sent {
-                Some(sent) if self.last_heard < sent => return Poll::Ready(Timer::TimedOut),
-                _ => self.ping_sent = None,
+            if std::mem::take(&mut self.heard) {
+                // Spoken since the last check: look again a quarter interval on.
+                self.awaiting = false;
+                self.spoke_by = now;
+                self.sleep.as_mut().reset(now + self.interval / 4);
+                continue;
             }
-            let quiet_until = self.last_heard + self.interval;
+            if self.awaiting {
+                return Poll::Ready(Timer::TimedOut);
+            }
+            let quiet_until = self.spoke_by + self.interval;
             if now < quiet_until {
                 self.sleep.as_mut().reset(quiet_until);
                 continue;
             }
-            self.ping_sent = Some(now);
+            self.awaiting = true;
             self.sleep.as_mut().reset(now + self.timeout);
             return Poll::Ready(Timer::Ping);
         }
@@ -93,9 +102,10 @@ impl Timers {
 
 impl<S> WebSocket<S> {
     /// Bytes arrived from the peer.
+    #[inline]
     pub(super) fn heard(&mut self) {
         if let Some(keep_alive) = self.timers.as_mut().and_then(|t| t.keep_alive.as_mut()) {
-            keep_alive.last_heard = Instant::now();
+            keep_alive.heard = true;
         }
     }
 }
