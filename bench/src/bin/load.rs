@@ -1346,7 +1346,14 @@ async fn counted_run(
         Counter::Instructions => vec![
             "valgrind".into(),
             "--tool=callgrind".into(),
-            "--callgrind-out-file=/dev/null".into(),
+            // `LOAD_CALLGRIND_DIR` keeps each run's profile, for `callgrind_annotate`.
+            match std::env::var_os("LOAD_CALLGRIND_DIR") {
+                Some(keep) => format!(
+                    "--callgrind-out-file={}/{imp}-{workload:?}-{ops}.out",
+                    std::path::Path::new(&keep).display()
+                ),
+                None => "--callgrind-out-file=/dev/null".into(),
+            },
             format!("--log-file={}", report.display()),
         ],
         Counter::Syscalls => vec![

@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -37,6 +37,11 @@ pub(super) struct KeepAlive {
     spoke_by: Instant,
     /// A ping went out that nothing came back after yet.
     awaiting: bool,
+    /// The waker the sleep was last registered with. While the socket is polled by the
+    /// same task, the sleep wakes it when it fires: until then it is only checked
+    /// (`is_elapsed`, an atomic load) rather than polled (a coop-budget access and a waker
+    /// comparison inside tokio) once per message.
+    registered: Option<Waker>,
 }
 
 impl KeepAlive {
@@ -49,11 +54,31 @@ impl KeepAlive {
             heard: false,
             spoke_by: now,
             awaiting: false,
+            registered: None,
         }
     }
 
+    #[inline]
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Timer> {
-        while self.sleep.as_mut().poll(cx).is_ready() {
+        if self
+            .registered
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+            && !self.sleep.is_elapsed()
+        {
+            return Poll::Pending;
+        }
+        self.poll_sleep(cx)
+    }
+
+    #[cold]
+    fn poll_sleep(&mut self, cx: &mut Context<'_>) -> Poll<Timer> {
+        self.registered = None;
+        loop {
+            if self.sleep.as_mut().poll(cx).is_pending() {
+                self.registered = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
             let now = Instant::now();
             if std::mem::take(&mut self.heard) {
                 // Spoken since the last check: look again a quarter interval on.
@@ -74,7 +99,6 @@ impl KeepAlive {
             self.sleep.as_mut().reset(now + self.timeout);
             return Poll::Ready(Timer::Ping);
         }
-        Poll::Pending
     }
 }
 
