@@ -170,11 +170,7 @@ fn valid_authority(host: &[u8]) -> bool {
                 return false;
             };
             let inside = &host[1..end];
-            if inside.is_empty()
-                || !inside
-                    .iter()
-                    .all(|&b| b.is_ascii_alphanumeric() || b":.-_~!$&'()*+,;=".contains(&b))
-            {
+            if inside.is_empty() || !inside.iter().all(|&b| HOST_CHAR[usize::from(b)] >= 1) {
                 return false;
             }
             match &host[end + 1..] {
@@ -188,11 +184,30 @@ fn valid_authority(host: &[u8]) -> bool {
             None => (host, &[][..]),
         },
     };
-    // reg-name / IPv4address: unreserved, pct-encoded or sub-delims characters.
-    host.iter()
-        .all(|&b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b))
-        && port.iter().all(u8::is_ascii_digit)
+    host.iter().all(|&b| HOST_CHAR[usize::from(b)] == 2) && port.iter().all(u8::is_ascii_digit)
 }
+
+/// 2: a reg-name or IPv4address character (unreserved, `%`, sub-delims); 1: also allowed
+/// inside an IP-literal's brackets (`:`); 0: neither.
+const HOST_CHAR: [u8; 256] = {
+    let mut table = [0; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        if c.is_ascii_alphanumeric() {
+            table[b] = 2;
+        }
+        b += 1;
+    }
+    let extra = b"-._~%!$&'()*+,;=";
+    let mut i = 0;
+    while i < extra.len() {
+        table[extra[i] as usize] = 2;
+        i += 1;
+    }
+    table[b':' as usize] = 1;
+    table
+};
 
 /// Whether the request has a body to read before switching.
 ///
