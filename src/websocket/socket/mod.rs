@@ -69,7 +69,7 @@ pub struct WebSocket<S = UpgradedIo> {
     protocol: Option<HeaderValue>,
     /// Graceful shutdown and keep-alive timers, when there are any. Boxed: not every
     /// socket has them, and it keeps the idle struct small.
-    timers: Option<Box<Timers>>,
+    timers: Option<Pin<Box<Timers>>>,
     /// The size of the last frame, head included, when it did not fit the scratch buffer
     /// (at most `MAX_EXPECT`; 0 otherwise). The next idle read then goes straight into a
     /// heap buffer that size, so that a frame like it takes one read instead of two. The
@@ -110,7 +110,7 @@ impl<S> WebSocket<S> {
             out: None,
             state: State::Open,
             timers: config.keep_alive.map(|interval| {
-                Box::new(Timers {
+                Box::pin(Timers {
                     shutdown: None,
                     keep_alive: Some(KeepAlive::new(
                         interval,
@@ -134,9 +134,9 @@ impl<S> WebSocket<S> {
     pub fn close_on(mut self, signal: ShutdownSignal) -> Self {
         let shutdown = signal.into_watch();
         match &mut self.timers {
-            Some(timers) => timers.shutdown = Some(shutdown),
+            Some(timers) => *timers.as_mut().project().shutdown = Some(shutdown),
             None => {
-                self.timers = Some(Box::new(Timers {
+                self.timers = Some(Box::pin(Timers {
                     shutdown: Some(shutdown),
                     keep_alive: None,
                 }));

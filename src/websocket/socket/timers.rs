@@ -17,31 +17,39 @@ use crate::websocket::error::{Error, ErrorKind};
 /// The reason sent with close `1001` at graceful shutdown.
 pub(super) const SHUTDOWN_REASON: &[u8] = b"server shutting down";
 
-/// What ends or checks an idle connection from our side.
-pub(super) struct Timers {
-    /// Fires when graceful shutdown starts: send close `1001`.
-    pub(super) shutdown: Option<Watch>,
-    pub(super) keep_alive: Option<KeepAlive>,
+pin_project_lite::pin_project! {
+    /// What ends or checks an idle connection from our side. Boxed once per socket (when
+    /// there are any timers), with the keep-alive sleep inside: one allocation, not two.
+    pub(super) struct Timers {
+        // Fires when graceful shutdown starts: send close `1001`.
+        pub(super) shutdown: Option<Watch>,
+        #[pin]
+        pub(super) keep_alive: Option<KeepAlive>,
+    }
 }
 
-pub(super) struct KeepAlive {
-    interval: Duration,
-    timeout: Duration,
-    /// Fires at the next check.
-    sleep: Pin<Box<Sleep>>,
-    /// Whether bytes arrived since the last check: a flag set per read, rather than a
-    /// clock read per read or a timer reset per read (which takes a lock).
-    heard: bool,
-    /// A check by which the peer had last spoken: the silence is measured from there, so a
-    /// ping follows the peer's last bytes by `interval` to `interval` plus a quarter.
-    spoke_by: Instant,
-    /// A ping went out that nothing came back after yet.
-    awaiting: bool,
-    /// The waker the sleep was last registered with. While the socket is polled by the
-    /// same task, the sleep wakes it when it fires: until then it is only checked
-    /// (`is_elapsed`, an atomic load) rather than polled (a coop-budget access and a waker
-    /// comparison inside tokio) once per message.
-    registered: Option<Waker>,
+pin_project_lite::pin_project! {
+    pub(super) struct KeepAlive {
+        interval: Duration,
+        timeout: Duration,
+        // Fires at the next check.
+        #[pin]
+        sleep: Sleep,
+        // Whether bytes arrived since the last check: a flag set per read, rather than a
+        // clock read per read or a timer reset per read (which takes a lock).
+        heard: bool,
+        // A check by which the peer had last spoken: the silence is measured from there,
+        // so a ping follows the peer's last bytes by `interval` to `interval` plus a
+        // quarter.
+        spoke_by: Instant,
+        // A ping went out that nothing came back after yet.
+        awaiting: bool,
+        // The waker the sleep was last registered with. While the socket is polled by the
+        // same task, the sleep wakes it when it fires: until then it is only checked
+        // (`is_elapsed`, an atomic load) rather than polled (a coop-budget access and a
+        // waker comparison inside tokio) once per message.
+        registered: Option<Waker>,
+    }
 }
 
 impl KeepAlive {
@@ -50,7 +58,7 @@ impl KeepAlive {
         Self {
             interval,
             timeout,
-            sleep: Box::pin(tokio::time::sleep_until(now + interval)),
+            sleep: tokio::time::sleep_until(now + interval),
             heard: false,
             spoke_by: now,
             awaiting: false,
@@ -59,7 +67,7 @@ impl KeepAlive {
     }
 
     #[inline]
-    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Timer> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Timer> {
         if self
             .registered
             .as_ref()
@@ -72,31 +80,32 @@ impl KeepAlive {
     }
 
     #[cold]
-    fn poll_sleep(&mut self, cx: &mut Context<'_>) -> Poll<Timer> {
-        self.registered = None;
+    fn poll_sleep(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Timer> {
+        let mut this = self.project();
+        *this.registered = None;
         loop {
-            if self.sleep.as_mut().poll(cx).is_pending() {
-                self.registered = Some(cx.waker().clone());
+            if this.sleep.as_mut().poll(cx).is_pending() {
+                *this.registered = Some(cx.waker().clone());
                 return Poll::Pending;
             }
             let now = Instant::now();
-            if std::mem::take(&mut self.heard) {
+            if std::mem::take(this.heard) {
                 // Spoken since the last check: look again a quarter interval on.
-                self.awaiting = false;
-                self.spoke_by = now;
-                self.sleep.as_mut().reset(now + self.interval / 4);
+                *this.awaiting = false;
+                *this.spoke_by = now;
+                this.sleep.as_mut().reset(now + *this.interval / 4);
                 continue;
             }
-            if self.awaiting {
+            if *this.awaiting {
                 return Poll::Ready(Timer::TimedOut);
             }
-            let quiet_until = self.spoke_by + self.interval;
+            let quiet_until = *this.spoke_by + *this.interval;
             if now < quiet_until {
-                self.sleep.as_mut().reset(quiet_until);
+                this.sleep.as_mut().reset(quiet_until);
                 continue;
             }
-            self.awaiting = true;
-            self.sleep.as_mut().reset(now + self.timeout);
+            *this.awaiting = true;
+            this.sleep.as_mut().reset(now + *this.timeout);
             return Poll::Ready(Timer::Ping);
         }
     }
@@ -110,14 +119,15 @@ enum Timer {
 }
 
 impl Timers {
-    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Timer> {
-        if let Some(shutdown) = &mut self.shutdown {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Timer> {
+        let this = self.project();
+        if let Some(shutdown) = this.shutdown {
             if shutdown.poll_fired(cx).is_ready() {
-                self.shutdown = None;
+                *this.shutdown = None;
                 return Poll::Ready(Timer::Shutdown);
             }
         }
-        match &mut self.keep_alive {
+        match this.keep_alive.as_pin_mut() {
             Some(keep_alive) => keep_alive.poll(cx),
             None => Poll::Pending,
         }
@@ -128,8 +138,10 @@ impl<S> WebSocket<S> {
     /// Bytes arrived from the peer.
     #[inline]
     pub(super) fn heard(&mut self) {
-        if let Some(keep_alive) = self.timers.as_mut().and_then(|t| t.keep_alive.as_mut()) {
-            keep_alive.heard = true;
+        if let Some(timers) = &mut self.timers {
+            if let Some(keep_alive) = timers.as_mut().project().keep_alive.as_pin_mut() {
+                *keep_alive.project().heard = true;
+            }
         }
     }
 }
@@ -144,7 +156,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         let Some(timers) = &mut self.timers else {
             return false;
         };
-        let Poll::Ready(timer) = timers.poll(cx) else {
+        let Poll::Ready(timer) = timers.as_mut().poll(cx) else {
             return false;
         };
         match timer {
