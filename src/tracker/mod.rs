@@ -163,7 +163,9 @@ impl Tracker {
     /// you accept, so that one client can still send one.
     ///
     /// Lowering it does not close connections; it applies to the bytes reserved next.
-    /// Reservations made while no budget is set are not counted.
+    /// Reservations made while no budget is set are not counted, and the WebSocket handler
+    /// counts the messages of connections that started while a budget was set: set it
+    /// before serving (a connection without one pays nothing per message).
     ///
     /// The default is no budget.
     pub fn set_message_budget(&self, max: Option<usize>) {
