@@ -139,8 +139,19 @@ try {
   }
 
   step = "ben's connection drops; his page reconnects and is heard again";
-  await ben.evaluate(() => window.chatSocket.close());
-  await waitState(ben, 'open');
+  await ben.evaluate(() => {
+    window.droppedSocket = window.chatSocket;
+    window.chatSocket.close();
+  });
+  // A new socket, open (the state reads `open` again only after `closed`).
+  await ben.waitForFunction(
+    () =>
+      window.chatSocket !== window.droppedSocket &&
+      window.chatSocket.readyState === WebSocket.OPEN &&
+      document.getElementById('state').textContent.trim() === 'open',
+    null,
+    { timeout: stepTimeout },
+  );
   const again = `ben: back ${tag}`;
   await say(ben, `back ${tag}`);
   await waitLog(ana, again);
