@@ -178,7 +178,7 @@ async fn one_room_across_instances_survives_a_redis_restart() {
 
     // Redis is back: every member is told, and delivery across instances resumes by itself.
     let restarted = Instant::now();
-    let _redis_server = redis(&dir, rp);
+    let redis_server = redis(&dir, rp);
     for ws in &mut members {
         expect_notice(ws, "up", RESUME_TIMEOUT).await;
     }
@@ -203,6 +203,7 @@ async fn one_room_across_instances_survives_a_redis_restart() {
         degraded_after.as_millis(),
         resumed_after.as_millis()
     );
+    drop(redis_server);
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -254,7 +255,7 @@ async fn restarting_one_instance_behind_nginx_loses_nothing_for_the_other() {
     let _redis = redis(&dir, rp);
     let instance_a = chat(pa, rp);
     let _b = chat(pb, rp);
-    let _nginx = nginx(&dir, pn, pa, pb);
+    let nginx = nginx(&dir, pn, pa, pb);
     let (a, b, proxy) = (addr(pa), addr(pb), addr(pn));
 
     // The page and the 426 come through nginx too.
@@ -341,5 +342,6 @@ async fn restarting_one_instance_behind_nginx_loses_nothing_for_the_other() {
          of `a` got 1001 and reconnected through nginx; {kept} pages of `b` got all 150, in order",
         back.as_millis()
     );
+    drop(nginx);
     let _ = std::fs::remove_dir_all(dir);
 }
