@@ -42,7 +42,9 @@
 //! - each instance publishes what its members send to one Redis channel, and delivers to its
 //!   members only what its subscription to that channel receives, its own members' messages
 //!   included (never locally first); so every member of every instance receives every
-//!   message, unchanged, and all of them in one order: the channel's;
+//!   message, unchanged, and all of them in one order: the channel's; a sender sees its own
+//!   message only once it has come back through the channel, so seeing it means it went to
+//!   every instance subscribed at the time;
 //! - the WebSocket also carries the room's **notices**. A notice is a *binary* message (the
 //!   room's messages are all text, and the room ignores binary messages from clients, so
 //!   a notice can never be confused with what someone said, and no text is reserved): UTF-8
