@@ -25,13 +25,17 @@ if [ "${#missing[@]}" -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     # Don't let the packages start their services (no stray Redis on 6379, nginx on 80).
     policy=/usr/sbin/policy-rc.d
+    ours=
     if [ ! -e "$policy" ]; then
         printf '#!/bin/sh\nexit 101\n' >"$policy"
         chmod +x "$policy"
-        trap 'rm -f "$policy"' EXIT
+        ours=1
     fi
-    apt-get update -qq >/dev/null
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    status=0
+    { apt-get update -qq >/dev/null &&
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; } || status=$?
+    [ -n "$ours" ] && rm -f "$policy"
+    [ "$status" -eq 0 ] || exit "$status"
 fi
 echo "chat-redis: $(redis-server --version | awk '{print $1, $2, $3}'), $(nginx -v 2>&1)"
 
