@@ -10,7 +10,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::support::*;
 
-async fn get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+pub(super) async fn get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
     let mut stream = send(
         addr,
         format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
@@ -21,7 +21,7 @@ async fn get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
     (head.to_owned(), body.to_owned())
 }
 
-async fn online(addr: std::net::SocketAddr) -> usize {
+pub(super) async fn online(addr: std::net::SocketAddr) -> usize {
     get(addr, "/online").await.1.trim().parse().unwrap()
 }
 
@@ -54,9 +54,22 @@ async fn the_chat_app_keeps_its_contract() {
         members.push(ws_same_origin(addr).await);
     }
     assert!(eventually_async(|| async { online(addr).await == 3 }).await);
+    let members = all_say_and_see_one_order(members, 40).await;
+    drop(members);
+    assert!(eventually_async(|| async { online(addr).await == 0 }).await);
+}
+
+/// Each of `members` sends `count` messages at once (`"m{who}: {i} ✓"`); checks that every
+/// member gets all of them, unchanged, in one order, each member's own in the order it sent
+/// them. Returns the members.
+pub(super) async fn all_say_and_see_one_order(
+    members: Vec<WsClient>,
+    count: usize,
+) -> Vec<WsClient> {
+    let total = members.len() * count;
     let (mut sinks, mut streams): (Vec<_>, Vec<_>) = members.into_iter().map(|m| m.split()).unzip();
     let senders = sinks.iter_mut().enumerate().map(|(who, sink)| async move {
-        for i in 0..40 {
+        for i in 0..count {
             sink.send(TMessage::text(format!("m{who}: {i} ✓")))
                 .await
                 .unwrap();
@@ -66,7 +79,7 @@ async fn the_chat_app_keeps_its_contract() {
     let mut orders = Vec::new();
     for stream in &mut streams {
         let mut seen = Vec::new();
-        while seen.len() < 120 {
+        while seen.len() < total {
             match within(stream.next()).await {
                 Some(Ok(TMessage::Text(text))) => seen.push(text.to_string()),
                 other => panic!("expected a text message, got {other:?}"),
@@ -78,17 +91,20 @@ async fn the_chat_app_keeps_its_contract() {
         orders.iter().all(|o| o == &orders[0]),
         "members saw different orders"
     );
-    for who in 0..3 {
+    for who in 0..sinks.len() {
         let own: Vec<_> = orders[0]
             .iter()
             .filter(|m| m.starts_with(&format!("m{who}: ")))
             .cloned()
             .collect();
-        let sent: Vec<_> = (0..40).map(|i| format!("m{who}: {i} ✓")).collect();
+        let sent: Vec<_> = (0..count).map(|i| format!("m{who}: {i} ✓")).collect();
         assert_eq!(own, sent);
     }
-    drop((sinks, streams));
-    assert!(eventually_async(|| async { online(addr).await == 0 }).await);
+    sinks
+        .into_iter()
+        .zip(streams)
+        .map(|(sink, stream)| sink.reunite(stream).unwrap())
+        .collect()
 }
 
 /// A member that never reads is dropped; the others keep getting every message meanwhile.

@@ -8,6 +8,8 @@ mod bounds;
 #[cfg(all(feature = "websocket", feature = "h2c"))]
 mod chat_app;
 #[cfg(all(feature = "websocket", feature = "h2c"))]
+mod chat_redis;
+#[cfg(all(feature = "websocket", feature = "h2c"))]
 mod echo_app;
 #[cfg(all(feature = "websocket", feature = "h2c", feature = "axum"))]
 mod exhaustion;

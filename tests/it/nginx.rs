@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::support::*;
 
-fn free_port() -> u16 {
+pub(super) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -23,7 +23,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn wait_port(port: u16) {
+pub(super) fn wait_port(port: u16) {
     for _ in 0..300 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return;
@@ -33,15 +33,15 @@ fn wait_port(port: u16) {
     panic!("nothing listens on {port}");
 }
 
-struct Proc(Option<Child>);
+pub(super) struct Proc(pub(super) Option<Child>);
 
 impl Proc {
-    fn id(&self) -> u32 {
+    pub(super) fn id(&self) -> u32 {
         self.0.as_ref().map_or(0, Child::id)
     }
 
     /// Waits for the process to exit by itself.
-    fn wait(mut self) -> std::process::ExitStatus {
+    pub(super) fn wait(mut self) -> std::process::ExitStatus {
         self.0.take().unwrap().wait().unwrap()
     }
 }

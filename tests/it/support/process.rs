@@ -102,8 +102,14 @@ impl Drop for Example {
 /// A WebSocket to `ws://ADDR/ws` with the Origin of the page the example serves, as its own
 /// script opens it.
 pub async fn ws_same_origin(addr: SocketAddr) -> crate::support::WsClient {
-    // Same-origin, as the page's own script.
-    let request = http::Request::get(format!("ws://{addr}/ws"))
+    crate::support::ws_connect(addr, ws_same_origin_request(addr))
+        .await
+        .0
+}
+
+/// The upgrade request [`ws_same_origin`] sends: same-origin, as the page's own script.
+pub fn ws_same_origin_request(addr: SocketAddr) -> http::Request<()> {
+    http::Request::get(format!("ws://{addr}/ws"))
         .header("host", addr.to_string())
         .header("origin", format!("http://{addr}"))
         .header("connection", "Upgrade")
@@ -111,8 +117,7 @@ pub async fn ws_same_origin(addr: SocketAddr) -> crate::support::WsClient {
         .header("sec-websocket-version", "13")
         .header("sec-websocket-key", crate::support::WS_KEY)
         .body(())
-        .unwrap();
-    crate::support::ws_connect(addr, request).await.0
+        .unwrap()
 }
 
 /// The raw bytes of a same-origin WebSocket upgrade of `/ws`, as a browser on the

@@ -19,6 +19,10 @@
 //!   behind (close `1008`), or when a single send to it stalls for [`SEND_STALL`]; the
 //!   room holds each message once, whatever the number of clients, so the server's memory
 //!   stays bounded and the other clients are not slowed;
+//! - with `REDIS_URL` set (for example `redis://127.0.0.1:6379/`), the room spans every
+//!   instance that uses the same Redis: see [Across instances](#across-instances-redis_url);
+//!   without it, the room is this one process, and the WebSocket carries nothing but the
+//!   members' texts;
 //! - SIGINT or SIGTERM shut it down gracefully (clients get close `1001 Going Away`, the
 //!   process exits within 10 s); `MAX_UPGRADES`, if set, limits the live WebSockets (`503`
 //!   past it).
@@ -28,15 +32,49 @@
 //! [`Utf8Bytes`], and tells a receiver that fell behind), and each connection is one task
 //! that `select!`s between the socket and the room (`WebSocket::recv` and `send` are
 //! cancel-safe).
+//!
+//! # Across instances (`REDIS_URL`)
+//!
+//! An upgraded connection is pinned to one process, so instances behind a load balancer
+//! (`examples/nginx/chat.conf`) share the room through a Redis pub/sub channel
+//! (`backplane.rs`):
+//!
+//! - each instance publishes what its members send to one Redis channel, and delivers to its
+//!   members only what its subscription to that channel receives, its own members' messages
+//!   included (never locally first); so every member of every instance receives every
+//!   message, unchanged, and all of them in one order: the channel's; a sender sees its own
+//!   message only once it has come back through the channel, so seeing it means it went to
+//!   every instance subscribed at the time;
+//! - the WebSocket also carries the room's **notices**. A notice is a *binary* message (the
+//!   room's messages are all text, and the room ignores binary messages from clients, so
+//!   a notice can never be confused with what someone said, and no text is reserved): UTF-8
+//!   JSON, `{"room":KIND,"text":TEXT}`, where `KIND` is
+//!   - `degraded`: this instance lost Redis (sent to every member when it happens, and to a
+//!     member that joins meanwhile); the WebSocket stays open;
+//!   - `up`: Redis is back and cross-instance delivery has resumed (messages published on other
+//!     instances meanwhile are not replayed: Redis pub/sub keeps nothing);
+//!   - `refused`: the message `TEXT` was *not* delivered to anyone, because the room is
+//!     degraded (sent to its sender only). While degraded, messages are refused, not delivered
+//!     locally: a message that reached only this instance would look as if it reached the room;
+//!   - `unconfirmed`: sending `TEXT` to Redis failed midway; it may or may not have reached the
+//!     room (sent to its sender only);
+//!
+//!   the page shows them as system lines (`#log li.system`) and the room's state in `#room`;
+//! - the instance reconnects to Redis by itself, with backoff from 100 ms doubling to 5 s; it
+//!   starts even when Redis is down (degraded);
+//! - `GET /online` counts this instance's members only.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+mod backplane;
+
 use axum::Router;
 use axum::extract::State;
 use axum::response::Html;
 use axum::routing::{any, get};
+use bytes::Bytes;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tower_upgrade::websocket::{
     CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketHandler, close_code,
@@ -62,13 +100,15 @@ const PAGE: &str = r#"<!doctype html>
   #state { font-weight: bold; }
   #log { font-family: ui-monospace, monospace; list-style: none; padding: 0; min-height: 10rem; }
   #log li { padding: 0.1rem 0; white-space: pre-wrap; }
+  #log li.system { color: #8a4b00; font-style: italic; }
+  #room.degraded { color: #b00020; font-weight: bold; }
   form { display: flex; gap: 0.5rem; }
   #message { flex: 1; }
 </style>
 </head>
 <body>
 <h1>Chat</h1>
-<p>Connection: <span id="state">connecting</span> · online: <span id="online">?</span></p>
+<p>Connection: <span id="state">connecting</span> · online: <span id="online">?</span><span id="room-box" hidden> · room: <span id="room">up</span></span></p>
 <p><label>Name <input type="text" id="name" autocomplete="off" value="guest"></label></p>
 <ul id="log"></ul>
 <form id="form">
@@ -81,10 +121,12 @@ const PAGE: &str = r#"<!doctype html>
   const nameInput = document.getElementById('name');
   const input = document.getElementById('message');
   const log = document.getElementById('log');
+  const room = document.getElementById('room');
   nameInput.value = 'guest-' + Math.floor(Math.random() * 1000);
-  const entry = (text) => {
+  const entry = (text, cls) => {
     const li = document.createElement('li');
     li.textContent = text;
+    if (cls) li.className = cls;
     log.appendChild(li);
     li.scrollIntoView({ block: 'nearest' });
   };
@@ -94,10 +136,25 @@ const PAGE: &str = r#"<!doctype html>
   const connect = () => {
     state.textContent = 'connecting';
     ws = new WebSocket(scheme + location.host + '/ws');
+    ws.binaryType = 'arraybuffer';
     window.chatSocket = ws; // for tests and the console
     ws.onopen = () => { state.textContent = 'open'; retry = 250; refresh(); };
     ws.onmessage = (event) => {
-      if (typeof event.data === 'string') entry(event.data);
+      if (typeof event.data === 'string') { entry(event.data); return; }
+      // A binary message is a notice about the room (only across instances, REDIS_URL):
+      // {"room": "degraded" | "up" | "refused" | "unconfirmed", "text": ...}.
+      let notice;
+      try { notice = JSON.parse(new TextDecoder().decode(event.data)); } catch (e) { return; }
+      document.getElementById('room-box').hidden = false;
+      if (notice.room === 'degraded' || notice.room === 'up') {
+        room.textContent = notice.room;
+        room.className = notice.room;
+        entry('* ' + notice.text, 'system');
+      } else if (notice.room === 'refused') {
+        entry('* not sent (the room is degraded): ' + notice.text, 'system');
+      } else if (notice.room === 'unconfirmed') {
+        entry('* may not have reached everyone: ' + notice.text, 'system');
+      }
     };
     ws.onclose = () => {
       state.textContent = 'closed';
@@ -128,10 +185,40 @@ const PAGE: &str = r#"<!doctype html>
 </html>
 "#;
 
+/// What the room fans out to its members.
+#[derive(Clone, Debug)]
+enum Event {
+    /// A member's message, sent as text.
+    Say(Utf8Bytes),
+    /// A notice about the room itself, sent as a binary message (only with `REDIS_URL`).
+    Notice(Bytes),
+}
+
 /// The one room: the channel that orders and fans out its messages, and who is in it.
 struct Room {
-    messages: broadcast::Sender<Utf8Bytes>,
+    messages: broadcast::Sender<Event>,
     online: AtomicUsize,
+    /// With `REDIS_URL`: the channel across instances that orders the messages; the local
+    /// channel then only fans out what it delivers.
+    backplane: Option<backplane::Backplane>,
+}
+
+impl Room {
+    /// Takes what a member said; an `Err` is the notice for the sender when the room could
+    /// not take it.
+    async fn say(&self, text: Utf8Bytes) -> Result<(), Bytes> {
+        match &self.backplane {
+            // `send` fails only when nobody is subscribed, and the sender is.
+            None => {
+                let _ = self.messages.send(Event::Say(text));
+                Ok(())
+            }
+            Some(backplane) => backplane
+                .publish(&text)
+                .await
+                .map_err(|refusal| refusal.notice(&text)),
+        }
+    }
 }
 
 /// Counts a member in the room for as long as it lives.
@@ -154,13 +241,23 @@ impl Drop for Presence<'_> {
 async fn member(mut ws: WebSocket, room: Arc<Room>) {
     let mut from_room = room.messages.subscribe();
     let _presence = Presence::join(&room);
+    if room.backplane.as_ref().is_some_and(|b| !b.is_up())
+        && !send_bounded(&mut ws, Message::Binary(backplane::degraded_notice())).await
+    {
+        return;
+    }
     loop {
         // Both branches are cancel-safe: `recv` and `send` keep their state in the socket,
         // and `broadcast::Receiver::recv` loses nothing when dropped.
         tokio::select! {
             msg = ws.recv() => match msg {
-                // `send` fails only when nobody is subscribed, and this member is.
-                Some(Ok(Message::Text(text))) => { let _ = room.messages.send(text); }
+                Some(Ok(Message::Text(text))) => {
+                    if let Err(notice) = room.say(text).await {
+                        if !send_bounded(&mut ws, Message::Binary(notice)).await {
+                            return;
+                        }
+                    }
+                }
                 // Binary messages are not part of the room; pings are answered by the
                 // socket, and a close is replied to by it.
                 Some(Ok(_)) => {}
@@ -171,15 +268,15 @@ async fn member(mut ws: WebSocket, room: Arc<Room>) {
                 None => return,
             },
             out = from_room.recv() => match out {
-                Ok(text) => match tokio::time::timeout(SEND_STALL, ws.send(Message::Text(text))).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => return,
-                    // It does not read: drop the connection.
-                    Err(_) => {
-                        tracing::info!("member dropped: a send stalled");
+                Ok(event) => {
+                    let msg = match event {
+                        Event::Say(text) => Message::Text(text),
+                        Event::Notice(notice) => Message::Binary(notice),
+                    };
+                    if !send_bounded(&mut ws, msg).await {
                         return;
                     }
-                },
+                }
                 Err(RecvError::Lagged(missed)) => {
                     tracing::info!(missed, "member dropped: too far behind");
                     let frame = CloseFrame {
@@ -191,6 +288,19 @@ async fn member(mut ws: WebSocket, room: Arc<Room>) {
                 }
                 Err(RecvError::Closed) => return,
             },
+        }
+    }
+}
+
+/// Sends `msg`; `false` when the member is gone, or dropped because the send stalled for
+/// [`SEND_STALL`] (it does not read).
+async fn send_bounded(ws: &mut WebSocket, msg: Message) -> bool {
+    match tokio::time::timeout(SEND_STALL, ws.send(msg)).await {
+        Ok(Ok(())) => true,
+        Ok(Err(_)) => false,
+        Err(_) => {
+            tracing::info!("member dropped: a send stalled");
+            false
         }
     }
 }
@@ -207,9 +317,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Ok(max) = std::env::var("MAX_UPGRADES") {
         tracker.set_max_connections(Some(max.parse()?));
     }
+    let messages = broadcast::channel(BACKLOG).0;
+    let backplane = match std::env::var("REDIS_URL") {
+        Ok(url) => {
+            let backplane = backplane::Backplane::start(&url, messages.clone())?;
+            if !backplane.wait_up(Duration::from_secs(2)).await {
+                tracing::warn!("Redis is unreachable: starting degraded, reconnecting");
+            }
+            Some(backplane)
+        }
+        Err(_) => None,
+    };
     let room = Arc::new(Room {
-        messages: broadcast::channel(BACKLOG).0,
+        messages,
         online: AtomicUsize::new(0),
+        backplane,
     });
 
     let ws_room = Arc::clone(&room);
