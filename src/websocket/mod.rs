@@ -166,6 +166,8 @@
 pub mod close_code;
 mod config;
 mod error;
+#[cfg(feature = "deflate")]
+mod deflate;
 pub(crate) mod frame;
 mod handler;
 mod handshake;
@@ -188,3 +190,8 @@ pub use self::{
     socket::WebSocket,
     utf8::Utf8Bytes,
 };
+
+#[cfg(feature = "deflate")]
+#[cfg_attr(docsrs, doc(cfg(feature = "deflate")))]
+#[doc(inline)]
+pub use self::deflate::DeflateConfig;
