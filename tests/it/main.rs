@@ -5,6 +5,8 @@
 mod support;
 
 mod bounds;
+#[cfg(feature = "deflate")]
+mod deflate;
 #[cfg(all(feature = "websocket", feature = "h2c"))]
 mod echo_app;
 #[cfg(all(feature = "h2c", feature = "axum"))]
