@@ -577,7 +577,10 @@ mod tests {
     fn deflate_is_negotiated_when_turned_on_over_http1_and_http2() {
         let h = handler().deflate(crate::websocket::DeflateConfig::new());
         let offer = "permessage-deflate; client_max_window_bits";
-        let mut a = accepted(decide(&h, request().header("sec-websocket-extensions", offer)));
+        let mut a = accepted(decide(
+            &h,
+            request().header("sec-websocket-extensions", offer),
+        ));
         assert_eq!(
             a.headers_mut()[header::SEC_WEBSOCKET_EXTENSIONS],
             "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
@@ -588,13 +591,19 @@ mod tests {
             .header("sec-websocket-version", "13")
             .header("sec-websocket-extensions", offer);
         let mut a = accepted(decide(&h, h2));
-        assert!(a.headers_mut().contains_key(header::SEC_WEBSOCKET_EXTENSIONS));
+        assert!(
+            a.headers_mut()
+                .contains_key(header::SEC_WEBSOCKET_EXTENSIONS)
+        );
         // A bad offer is declined and the handshake goes on.
         let mut a = accepted(decide(
             &h,
             request().header("sec-websocket-extensions", "permessage-deflate; x=1"),
         ));
-        assert!(!a.headers_mut().contains_key(header::SEC_WEBSOCKET_EXTENSIONS));
+        assert!(
+            !a.headers_mut()
+                .contains_key(header::SEC_WEBSOCKET_EXTENSIONS)
+        );
         assert!(!a.state.deflate());
     }
 

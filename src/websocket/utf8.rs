@@ -196,7 +196,10 @@ mod tests {
         let mut tail = Utf8Tail::new(&[0xE2]);
         assert!(tail.feed(&[0xC0]).is_err());
         let mut tail = Utf8Tail::default();
-        assert!(tail.feed(&[0xCE, 0xBA, 0xE1, 0xBD, 0xB9, 0xCF, 0x83, 0xF4, 0x90]).is_err());
+        assert!(
+            tail.feed(&[0xCE, 0xBA, 0xE1, 0xBD, 0xB9, 0xCF, 0x83, 0xF4, 0x90])
+                .is_err()
+        );
         let mut tail = Utf8Tail::default();
         assert!(tail.feed(&[0xED, 0xA0, 0x80]).is_err());
     }

@@ -45,7 +45,10 @@ fn upgrade(extensions: &[&str]) -> Vec<u8> {
 async fn open(addr: SocketAddr, extensions: &[&str]) -> (TcpStream, Option<String>) {
     let mut stream = send(addr, &upgrade(extensions)).await;
     let head = read_head(&mut stream).await;
-    assert!(head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"), "{head}");
+    assert!(
+        head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+        "{head}"
+    );
     let answer = header(&head, "sec-websocket-extensions").map(str::to_owned);
     (stream, answer)
 }
@@ -147,8 +150,11 @@ fn json(size: usize) -> Vec<u8> {
     let mut i = 0;
     while out.len() < size {
         out.extend_from_slice(
-            format!(r#"{{"id":{i},"user":"user{}","text":"hello world","ok":true}},"#, i % 7)
-                .as_bytes(),
+            format!(
+                r#"{{"id":{i},"user":"user{}","text":"hello world","ok":true}},"#,
+                i % 7
+            )
+            .as_bytes(),
         );
         i += 1;
     }
@@ -162,7 +168,10 @@ async fn negotiates_every_parameter_and_declines_bad_offers() {
     let default = "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
     for (offers, want) in [
         (&["permessage-deflate"][..], Some(default.to_owned())),
-        (&["permessage-deflate; client_max_window_bits"], Some(default.to_owned())),
+        (
+            &["permessage-deflate; client_max_window_bits"],
+            Some(default.to_owned()),
+        ),
         (
             &["permessage-deflate; server_max_window_bits=10; client_max_window_bits=9"],
             Some(
@@ -189,7 +198,10 @@ async fn negotiates_every_parameter_and_declines_bad_offers() {
         ),
         // Declined: unknown, repeated, invalid; the handshake still succeeds.
         (&["permessage-deflate; foo"], None),
-        (&["permessage-deflate; client_no_context_takeover; client_no_context_takeover"], None),
+        (
+            &["permessage-deflate; client_no_context_takeover; client_no_context_takeover"],
+            None,
+        ),
         (&["permessage-deflate; server_max_window_bits=16"], None),
         (&["permessage-deflate; server_max_window_bits"], None),
         (&["permessage-deflate; client_max_window_bits=07"], None),
@@ -261,11 +273,17 @@ async fn echoes_compressed_fragmented_messages_interleaved_with_pings() {
     assert_eq!(opcode, 0x2);
     assert_eq!(echo, msg);
     // Uncompressed messages still pass; a small one comes back uncompressed.
-    stream.write_all(&frame(true, false, 0x1, b"hi")).await.unwrap();
+    stream
+        .write_all(&frame(true, false, 0x1, b"hi"))
+        .await
+        .unwrap();
     assert_eq!(read_frame(&mut stream).await, (0x81, b"hi".to_vec()));
     // An empty compressed message, as the single byte 00 and as nothing.
     for empty in [&[0u8][..], &[]] {
-        stream.write_all(&frame(true, true, 0x1, empty)).await.unwrap();
+        stream
+            .write_all(&frame(true, true, 0x1, empty))
+            .await
+            .unwrap();
         assert_eq!(read_frame(&mut stream).await, (0x81, Vec::new()));
     }
     // The closing handshake after compressed messages.
@@ -327,7 +345,10 @@ async fn a_decompression_bomb_closes_with_1009() {
     }
     bomb.extend(compress(&mut c, b""));
     assert!(bomb.len() < 2 << 20, "{}", bomb.len());
-    stream.write_all(&frame(true, true, 0x2, &bomb)).await.unwrap();
+    stream
+        .write_all(&frame(true, true, 0x2, &bomb))
+        .await
+        .unwrap();
     assert_eq!(close_code(&mut stream).await, 1009);
 }
 

@@ -113,7 +113,9 @@ impl DeflateState {
             None if self.agreed.client_takeover => {
                 Inflate::new(false, self.agreed.client_window_bits)
             }
-            None => take_pooled(&INFLATERS, INFLATER_KEY).unwrap_or_else(|| Inflate::new(false, 15)),
+            None => {
+                take_pooled(&INFLATERS, INFLATER_KEY).unwrap_or_else(|| Inflate::new(false, 15))
+            }
         };
         let result = inflate_into(&mut inflater, frame, fin, out, max, utf8_valid);
         if result.is_ok() && (!fin || self.agreed.client_takeover) {
@@ -165,9 +167,8 @@ fn inflate_into(
             let produced = (inflater.total_out() - before_out) as usize;
             input = &input[(inflater.total_in() - before_in) as usize..];
             out.truncate(start + produced);
-            let status = status.map_err(|_| {
-                Error::new(ErrorKind::Protocol, "invalid compressed data")
-            })?;
+            let status =
+                status.map_err(|_| Error::new(ErrorKind::Protocol, "invalid compressed data"))?;
             if out.len() > max {
                 return Err(Error::new(
                     ErrorKind::MessageTooBig,
@@ -208,13 +209,17 @@ static COMPRESSORS: Mutex<Vec<(Key, Deflate)>> = Mutex::new(Vec::new());
 static INFLATERS: Mutex<Vec<(Key, Inflate)>> = Mutex::new(Vec::new());
 
 fn take_pooled<T>(pool: &Mutex<Vec<(Key, T)>>, key: Key) -> Option<T> {
-    let mut pool = pool.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut pool = pool
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let i = pool.iter().rposition(|(k, _)| *k == key)?;
     Some(pool.swap_remove(i).1)
 }
 
 fn put_pooled<T>(pool: &Mutex<Vec<(Key, T)>>, key: Key, item: T) {
-    let mut pool = pool.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut pool = pool
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if pool.len() < POOL_SIZE {
         pool.push((key, item));
     } else {
@@ -255,7 +260,9 @@ mod tests {
     fn round_trip(state: &mut DeflateState, msg: &[u8]) -> Vec<u8> {
         let compressed = state.compress(msg).unwrap().expect("compressible");
         let mut out = BytesMut::new();
-        state.inflate(&compressed, true, &mut out, usize::MAX, None).unwrap();
+        state
+            .inflate(&compressed, true, &mut out, usize::MAX, None)
+            .unwrap();
         out.to_vec()
     }
 
@@ -278,7 +285,12 @@ mod tests {
         let mut state = DeflateState::new(agreed(true));
         let first = state.compress(msg).unwrap().unwrap();
         let second = state.compress(msg).unwrap().unwrap();
-        assert!(second.len() < first.len() / 2, "{} {}", second.len(), first.len());
+        assert!(
+            second.len() < first.len() / 2,
+            "{} {}",
+            second.len(),
+            first.len()
+        );
     }
 
     #[test]
@@ -334,6 +346,63 @@ mod tests {
             })
             .collect();
         assert_eq!(state.compress(&noise).unwrap(), None);
+    }
+
+    /// The memory table of the module docs: the growth of resident memory over 1 000
+    /// context-takeover pairs (compressor, inflater), each after one 16 KiB message, for the
+    /// setting in `DEFLATE_MEMORY` (`BITS/MEMLEVEL`; one per process, so that no memory
+    /// freed by another setting is reused):
+    /// `DEFLATE_MEMORY=12/5 cargo test --features deflate --lib deflate_memory -- --ignored --nocapture`
+    #[test]
+    #[ignore = "measures the process's memory; run alone"]
+    fn deflate_memory() {
+        fn rss_kib() -> f64 {
+            let status = std::fs::read_to_string("/proc/self/status").unwrap();
+            let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+            line.split_whitespace().nth(1).unwrap().parse().unwrap()
+        }
+        const N: usize = 1000;
+        let msg: Vec<u8> = (0..)
+            .flat_map(|i: u32| {
+                format!(r#"{{"id":{i},"name":"user{}","ok":true}},"#, i % 13).into_bytes()
+            })
+            .take(16 * 1024)
+            .collect();
+        let setting = std::env::var("DEFLATE_MEMORY").unwrap_or_else(|_| "12/5".into());
+        let (bits, mem_level) = setting.split_once('/').unwrap();
+        let (bits, mem_level): (u8, u8) = (bits.parse().unwrap(), mem_level.parse().unwrap());
+        {
+            let agreed = Agreed {
+                server_window_bits: bits,
+                client_window_bits: bits,
+                mem_level,
+                ..agreed(true)
+            };
+            let before = rss_kib();
+            let mut compressors: Vec<DeflateState> =
+                (0..N).map(|_| DeflateState::new(agreed)).collect();
+            let mut compressed = Bytes::new();
+            for state in &mut compressors {
+                compressed = state.compress(&msg).unwrap().unwrap();
+                state.inflater = None;
+            }
+            let middle = rss_kib();
+            let mut inflaters: Vec<DeflateState> =
+                (0..N).map(|_| DeflateState::new(agreed)).collect();
+            for state in &mut inflaters {
+                let mut out = BytesMut::new();
+                state
+                    .inflate(&compressed, true, &mut out, usize::MAX, None)
+                    .unwrap();
+            }
+            let after = rss_kib();
+            let (c, i) = ((middle - before) / N as f64, (after - middle) / N as f64);
+            println!(
+                "| {bits} / {mem_level} | {c:.1} KiB | {i:.1} KiB | {:.1} KiB |",
+                c + i
+            );
+            drop((compressors, inflaters));
+        }
     }
 
     #[test]

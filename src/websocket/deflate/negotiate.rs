@@ -301,9 +301,18 @@ mod tests {
             Some(Some(15))
         );
         // A quoted value must still be a token, and be closed.
-        assert_eq!(offer(r#"permessage-deflate; server_max_window_bits="1 0""#), None);
-        assert_eq!(offer(r#"permessage-deflate; server_max_window_bits="10"#), None);
-        assert_eq!(offer(r#"permessage-deflate; server_max_window_bits="""#), None);
+        assert_eq!(
+            offer(r#"permessage-deflate; server_max_window_bits="1 0""#),
+            None
+        );
+        assert_eq!(
+            offer(r#"permessage-deflate; server_max_window_bits="10"#),
+            None
+        );
+        assert_eq!(
+            offer(r#"permessage-deflate; server_max_window_bits="""#),
+            None
+        );
     }
 
     #[test]
@@ -407,7 +416,10 @@ mod tests {
             "permessage-deflate; server_max_window_bits=12; client_max_window_bits=12"
         );
         assert!(agreed.server_takeover && agreed.client_takeover);
-        assert_eq!((agreed.server_window_bits, agreed.client_window_bits), (12, 12));
+        assert_eq!(
+            (agreed.server_window_bits, agreed.client_window_bits),
+            (12, 12)
+        );
         // A smaller offer wins.
         let (agreed, value) = answer(
             &["permessage-deflate; client_max_window_bits=10; server_max_window_bits=11"],
@@ -418,7 +430,10 @@ mod tests {
             value,
             "permessage-deflate; server_max_window_bits=11; client_max_window_bits=10"
         );
-        assert_eq!((agreed.server_window_bits, agreed.client_window_bits), (11, 10));
+        assert_eq!(
+            (agreed.server_window_bits, agreed.client_window_bits),
+            (11, 10)
+        );
         // The client cannot bound its window: it is asked to drop its context instead.
         let (agreed, value) = answer(&["permessage-deflate"], &config).unwrap();
         assert_eq!(

@@ -142,7 +142,10 @@ impl<S> WebSocket<S> {
 
     /// Uses permessage-deflate as negotiated in the handshake.
     #[cfg(feature = "deflate")]
-    pub(crate) fn with_deflate(mut self, agreed: Option<crate::websocket::deflate::Agreed>) -> Self {
+    pub(crate) fn with_deflate(
+        mut self,
+        agreed: Option<crate::websocket::deflate::Agreed>,
+    ) -> Self {
         self.deflate = agreed.map(|a| Box::new(crate::websocket::deflate::DeflateState::new(a)));
         self
     }
