@@ -44,6 +44,8 @@
 
 #[path = "bench_support/mod.rs"]
 mod bench_support;
+#[path = "bench_support/deflate_server.rs"]
+mod deflate_server;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -81,6 +83,10 @@ const NOT_BUILT: u8 = 2;
 enum Impl {
     Floor,
     TowerUpgrade,
+    TowerUpgradeDeflate,
+    TowerUpgradeDeflateTakeover,
+    FloorDeflate,
+    YawcDeflate,
     TowerUpgradeRaw,
     TowerUpgradeRawHyper,
     TowerUpgradeHyper,
@@ -95,9 +101,16 @@ enum Impl {
 }
 
 impl Impl {
-    const ALL: [(&'static str, Self); 13] = [
+    const ALL: [(&'static str, Self); 17] = [
         ("floor", Self::Floor),
         ("tower-upgrade", Self::TowerUpgrade),
+        ("tower-upgrade-deflate", Self::TowerUpgradeDeflate),
+        (
+            "tower-upgrade-deflate-takeover",
+            Self::TowerUpgradeDeflateTakeover,
+        ),
+        ("floor-deflate", Self::FloorDeflate),
+        ("yawc-deflate", Self::YawcDeflate),
         ("tower-upgrade-raw", Self::TowerUpgradeRaw),
         ("tower-upgrade-raw-hyper", Self::TowerUpgradeRawHyper),
         ("tower-upgrade-hyper", Self::TowerUpgradeHyper),
@@ -266,6 +279,14 @@ async fn serve(imp: Impl, listener: TcpListener) -> io::Result<()> {
     match imp {
         Impl::Floor => accept_loop(listener, floor_conn).await,
         Impl::TowerUpgrade => serve_tower_upgrade(listener).await,
+        Impl::TowerUpgradeDeflate => {
+            serve_axum(listener, deflate_server::tower_upgrade_app(false)).await
+        }
+        Impl::TowerUpgradeDeflateTakeover => {
+            serve_axum(listener, deflate_server::tower_upgrade_app(true)).await
+        }
+        Impl::FloorDeflate => accept_loop(listener, deflate_server::floor_conn).await,
+        Impl::YawcDeflate => accept_loop(listener, deflate_server::yawc_conn).await,
         #[cfg(feature = "websocket")]
         Impl::TowerUpgradeHyper => {
             let layer = tower_upgrade_layer();
