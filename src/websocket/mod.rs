@@ -194,8 +194,8 @@
 //! both), so no compressor or inflater lives between messages: one is taken from a pool
 //! of at most 8 idle ones of each kind, shared by all connections, for the length of one
 //! message (or, for a fragmented message, until its last frame), and reset when it comes
-//! back. An idle connection with deflate negotiated costs what it costs without: a 24-byte
-//! box for the agreed parameters besides the socket.
+//! back. An idle connection with deflate negotiated costs what it costs without, but for
+//! a 32-byte box of the agreed parameters.
 //!
 //! With context takeover ([`DeflateConfig::context_takeover`]) each connection keeps a
 //! compressor and an inflater (the client keeps its context only if it offered

@@ -32,11 +32,13 @@ const INFLATE_CHUNK: usize = 64 * 1024;
 /// The permessage-deflate state of one connection.
 pub(crate) struct DeflateState {
     agreed: Agreed,
-    /// The compressor kept between messages (context takeover only).
-    compressor: Option<Deflate>,
+    /// The compressor kept between messages (context takeover only). Boxed, as are the
+    /// inflater and the pooled ones (zlib-rs's stream structs are over 100 bytes each), so
+    /// that this state is 32 bytes between messages.
+    compressor: Option<Box<Deflate>>,
     /// The inflater of the message being received, or the one kept between messages
     /// (context takeover only).
-    inflater: Option<Inflate>,
+    inflater: Option<Box<Inflate>>,
 }
 
 impl DeflateState {
@@ -57,7 +59,7 @@ impl DeflateState {
         let key = self.key();
         let mut compressor = match self.compressor.take() {
             Some(c) => c,
-            None => take_pooled(&COMPRESSORS, key).unwrap_or_else(|| new_compressor(key)),
+            None => take_pooled(&COMPRESSORS, key).unwrap_or_else(|| Box::new(new_compressor(key))),
         };
         // A sync flush of the whole payload fits this: the stored-block worst case, and
         // the flush marker.
@@ -111,11 +113,10 @@ impl DeflateState {
         let mut inflater = match self.inflater.take() {
             Some(i) => i,
             None if self.agreed.client_takeover => {
-                Inflate::new(false, self.agreed.client_window_bits)
+                Box::new(Inflate::new(false, self.agreed.client_window_bits))
             }
-            None => {
-                take_pooled(&INFLATERS, INFLATER_KEY).unwrap_or_else(|| Inflate::new(false, 15))
-            }
+            None => take_pooled(&INFLATERS, INFLATER_KEY)
+                .unwrap_or_else(|| Box::new(Inflate::new(false, 15))),
         };
         let result = inflate_into(&mut inflater, frame, fin, out, max, utf8_valid);
         if result.is_ok() && (!fin || self.agreed.client_takeover) {
@@ -205,8 +206,8 @@ const INFLATER_KEY: Key = Key {
     level: 0,
 };
 
-static COMPRESSORS: Mutex<Vec<(Key, Deflate)>> = Mutex::new(Vec::new());
-static INFLATERS: Mutex<Vec<(Key, Inflate)>> = Mutex::new(Vec::new());
+static COMPRESSORS: Mutex<Vec<(Key, Box<Deflate>)>> = Mutex::new(Vec::new());
+static INFLATERS: Mutex<Vec<(Key, Box<Inflate>)>> = Mutex::new(Vec::new());
 
 fn take_pooled<T>(pool: &Mutex<Vec<(Key, T)>>, key: Key) -> Option<T> {
     let mut pool = pool
@@ -403,6 +404,12 @@ mod tests {
             );
             drop((compressors, inflaters));
         }
+    }
+
+    #[test]
+    fn the_state_between_messages_is_small() {
+        let size = std::mem::size_of::<DeflateState>();
+        assert!(size <= 32, "{size}");
     }
 
     #[test]
