@@ -176,11 +176,16 @@ fn inflate_into(
                     "message too big once inflated",
                 ));
             }
-            if let Some(valid) = utf8_valid.as_deref_mut() {
-                *valid = check_utf8(out, *valid)?;
-            }
             // Done with this input once it is all in and the output was not filled.
-            if (input.is_empty() && produced < chunk) || status == Status::StreamEnd {
+            let done = (input.is_empty() && produced < chunk) || status == Status::StreamEnd;
+            // Text is checked as it is inflated, except for what ends the message: the
+            // whole message is checked once more when it is made a `Utf8Bytes`.
+            if let Some(valid) = utf8_valid.as_deref_mut() {
+                if !(fin && done) {
+                    *valid = check_utf8(out, *valid)?;
+                }
+            }
+            if done {
                 break;
             }
             if produced == 0 && status == Status::BufError {

@@ -378,7 +378,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 };
                 #[cfg(feature = "deflate")]
                 if partial.compressed {
-                    return self.inflate_frame(header.fin, &payload);
+                    let text = partial.text;
+                    return self.inflate_frame(text, header.fin, &payload);
                 }
                 partial.data.extend_from_slice(&payload);
                 if partial.text {
@@ -398,13 +399,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 #[cfg(feature = "deflate")]
                 if header.rsv != 0 {
                     // RSV1, which `check_head` allows only with deflate: compressed.
-                    self.partial = Some(Box::new(Partial {
-                        text,
-                        data: BytesMut::new(),
-                        utf8_valid: 0,
-                        compressed: true,
-                    }));
-                    return self.inflate_frame(header.fin, &payload);
+                    return self.inflate_frame(text, header.fin, &payload);
                 }
                 if header.fin {
                     return finish_message(text, payload).map(Some);
@@ -421,29 +416,43 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         }
     }
 
-    /// Inflates a frame of the compressed message in `partial`, bounded by
-    /// `max_message_size` and with text checked as it is inflated; returns the message when
-    /// this was its last frame.
+    /// Inflates a frame of a compressed message (the one in `partial`, or a new one),
+    /// bounded by `max_message_size` and with text checked as it is inflated; returns the
+    /// message when this was its last frame. A message of one frame needs no `partial`.
     #[cfg(feature = "deflate")]
-    fn inflate_frame(&mut self, fin: bool, payload: &[u8]) -> Result<Option<Message>, Error> {
+    fn inflate_frame(
+        &mut self,
+        text: bool,
+        fin: bool,
+        payload: &[u8],
+    ) -> Result<Option<Message>, Error> {
         let deflate = self
             .deflate
             .as_mut()
             .expect("RSV1 is refused without deflate");
-        let partial = self.partial.as_mut().expect("set by the first frame");
-        let valid = partial.text.then_some(&mut partial.utf8_valid);
-        deflate.inflate(
-            payload,
-            fin,
-            &mut partial.data,
-            self.config.max_message_size,
-            valid,
-        )?;
-        if !fin {
-            return Ok(None);
+        let max = self.config.max_message_size;
+        if let Some(partial) = self.partial.as_mut() {
+            let valid = partial.text.then_some(&mut partial.utf8_valid);
+            deflate.inflate(payload, fin, &mut partial.data, max, valid)?;
+            if !fin {
+                return Ok(None);
+            }
+            let partial = self.partial.take().expect("checked above");
+            return finish_message(partial.text, partial.data).map(Some);
         }
-        let partial = self.partial.take().expect("checked above");
-        finish_message(partial.text, partial.data).map(Some)
+        let mut data = BytesMut::new();
+        let mut utf8_valid = 0;
+        deflate.inflate(payload, fin, &mut data, max, text.then_some(&mut utf8_valid))?;
+        if fin {
+            return finish_message(text, data).map(Some);
+        }
+        self.partial = Some(Box::new(Partial {
+            text,
+            data,
+            utf8_valid,
+            compressed: true,
+        }));
+        Ok(None)
     }
 }
 
