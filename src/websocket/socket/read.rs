@@ -442,7 +442,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         }
         let mut data = BytesMut::new();
         let mut utf8_valid = 0;
-        deflate.inflate(payload, fin, &mut data, max, text.then_some(&mut utf8_valid))?;
+        deflate.inflate(
+            payload,
+            fin,
+            &mut data,
+            max,
+            text.then_some(&mut utf8_valid),
+        )?;
         if fin {
             return finish_message(text, data).map(Some);
         }
