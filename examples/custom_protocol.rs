@@ -57,6 +57,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3001".to_owned());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("listening on http://{}", listener.local_addr()?);
+    // `axum::serve` sleeps 1 s after an accept error (out of file descriptors), so it
+    // neither spins nor floods the log; it sets no deadline for request heads. For one,
+    // serve with hyper-util as `examples/echo.rs` does.
     axum::serve(listener, app).await?;
     Ok(())
 }

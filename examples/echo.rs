@@ -26,6 +26,13 @@
 //!   (`curl --http2 --data-binary @file http://ADDR/echo`);
 //! - SIGINT or SIGTERM shut it down gracefully: live WebSockets get close `1001 Going
 //!   Away`, h2c connections a GOAWAY, and the process exits within 10 s;
+//! - a request head (or the HTTP/2 preface and first SETTINGS) must be complete within
+//!   10 s; a silent WebSocket is pinged after 30 s and closed when 10 s more pass without
+//!   a byte; accept errors (out of descriptors) back off from 10 ms to 1 s, with one log
+//!   line per 5 s (see `examples/support/mod.rs`);
+//! - `MESSAGE_BUDGET` (bytes, default 256 MiB, `0` for none) bounds the WebSocket message
+//!   bytes buffered by all connections together: past it, a message closes its connection
+//!   with `1013 Try Again Later`;
 //! - `MAX_UPGRADES`, if set, limits the live upgraded connections (`503` past it);
 //!   `INSTANCE`, if set, is sent as `x-instance` on every response (to tell instances apart
 //!   behind a load balancer).
@@ -40,16 +47,20 @@ use axum::body::Bytes;
 use axum::routing::{any, get, post};
 use axum::{Router, response::Html};
 use http::{HeaderName, HeaderValue};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::Layer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_upgrade::h2c::H2c;
-use tower_upgrade::websocket::{DeflateConfig, Error, Message, WebSocket, WebSocketHandler};
+use tower_upgrade::websocket::{
+    DeflateConfig, Error, Message, WebSocket, WebSocketConfig, WebSocketHandler,
+};
 use tower_upgrade::{Tracker, UpgradeLayer};
+
+#[path = "support/mod.rs"]
+mod support;
 
 const PAGE: &str = r#"<!doctype html>
 <html lang="en">
@@ -143,6 +154,9 @@ async fn echo(mut ws: WebSocket) -> Result<(), Error> {
 /// How long a graceful shutdown waits for live connections before aborting them.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 
+/// The default `MESSAGE_BUDGET`: WebSocket message bytes buffered by all connections.
+const MESSAGE_BUDGET: usize = 256 << 20;
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
@@ -156,9 +170,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Ok(max) = std::env::var("MAX_UPGRADES") {
         tracker.set_max_connections(Some(max.parse()?));
     }
+    let budget = match std::env::var("MESSAGE_BUDGET") {
+        Ok(bytes) => Some(bytes.parse::<usize>()?).filter(|&b| b > 0),
+        Err(_) => Some(MESSAGE_BUDGET),
+    };
+    tracker.set_message_budget(budget);
 
     // permessage-deflate without context takeover: nothing kept between messages.
-    let websocket = WebSocketHandler::new(|ws, _req| echo(ws)).deflate(DeflateConfig::new());
+    let websocket = WebSocketHandler::new(|ws, _req| echo(ws))
+        .config(
+            WebSocketConfig::new()
+                .keep_alive(Duration::from_secs(30))
+                .keep_alive_timeout(Duration::from_secs(10)),
+        )
+        .deflate(DeflateConfig::new());
     let router = Router::new()
         .route("/", get(|| async { Html(PAGE) }))
         .route("/echo", post(|body: Bytes| async move { body }))
@@ -191,32 +216,34 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
     let listener = TcpListener::bind(&addr).await?;
     println!("echo: open http://{}/ in a browser", listener.local_addr()?);
+    let mut listener = support::Acceptor::new(listener);
 
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // A deadline for each request head (HTTP/1.1); the HTTP/2 preface gets the same below.
+    let mut builder = support::builder(support::HEAD_TIMEOUT);
     // RFC 8441: announce SETTINGS_ENABLE_CONNECT_PROTOCOL.
     builder.http2().enable_connect_protocol();
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown_signal());
     loop {
+        // Backs off on accept errors (out of file descriptors): no spin, no log flood.
         let (stream, peer) = tokio::select! {
-            conn = listener.accept() => match conn {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // Out of file descriptors and the like: keep serving.
-                    tracing::warn!(error = %e, "accept failed");
-                    continue;
-                }
-            },
+            conn = listener.accept() => conn,
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone());
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            // HTTP/2 prior knowledge: the preface and first SETTINGS within the deadline.
+            if let Err(e) = support::head_started(&stream, support::HEAD_TIMEOUT).await {
+                tracing::debug!(%peer, error = %e, "connection dropped before its head");
+                return;
+            }
+            let conn = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(%peer, error = %e, "connection error");
             }
         });

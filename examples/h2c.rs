@@ -52,6 +52,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let app =
         tower::ServiceExt::<axum::extract::Request>::map_response(app, IntoResponse::into_response);
     let app = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
+    // `axum::serve` sleeps 1 s after an accept error (out of file descriptors), so it
+    // neither spins nor floods the log; it sets no deadline for request heads. For one,
+    // serve with hyper-util as `examples/echo.rs` does.
     axum::serve(listener, app).await?;
     Ok(())
 }

@@ -46,6 +46,7 @@ impl UpgradeLayer {
     /// See [`Registry::protocol`].
     pub fn protocol<H: ProtocolHandler>(mut self, handler: H) -> Result<Self, ConfigError> {
         let config = Arc::make_mut(&mut self.config);
+        config.reset();
         config.registry = std::mem::take(&mut config.registry).protocol(handler)?;
         Ok(self)
     }
@@ -100,7 +101,9 @@ impl UpgradeLayer {
     /// By default each layer made with [`new`](UpgradeLayer::new) or
     /// [`with_registry`](UpgradeLayer::with_registry) has a tracker of its own.
     pub fn with_tracker(mut self, tracker: Tracker) -> Self {
-        Arc::make_mut(&mut self.config).tracker = tracker;
+        let config = Arc::make_mut(&mut self.config);
+        config.tracker = tracker;
+        config.reset();
         self
     }
 

@@ -26,7 +26,8 @@
 //!   handler failed or panicked), report it to a callback and `tracing`;
 //! - track every upgraded connection with a [`Tracker`]: counts per protocol, limits
 //!   (`503` with `Retry-After` before switching), graceful shutdown with a drain deadline,
-//!   an optional [idle timeout](UpgradeLayer::idle_timeout), and a `tracing` span per
+//!   a [budget](Tracker::set_message_budget) of buffered message bytes shared by all
+//!   connections, an optional [idle timeout](UpgradeLayer::idle_timeout), and a `tracing` span per
 //!   connection (protocol, peer, outcome, duration; at `DEBUG` level, so that long-lived
 //!   connections hold no span data unless asked for; failures are logged at `WARN`/`ERROR`).
 //!
@@ -142,6 +143,72 @@
 //! # }
 //! ```
 //!
+//! # Resource limits
+//!
+//! What one client can hold on a server, and what bounds it. The `echo` example sets every
+//! one of these; copy its accept loop and builder (`examples/support/mod.rs`).
+//!
+//! | a client that... | is bounded by |
+//! | --- | --- |
+//! | sends half a request head | hyper's `header_read_timeout` (needs a timer); yours to set |
+//! | sends half the HTTP/2 prior-knowledge preface | nothing in hyper-util: wait for it with a deadline before serving (the examples' `head_started`) |
+//! | goes silent on a WebSocket | [`WebSocketConfig::keep_alive`](websocket::WebSocketConfig::keep_alive): a ping after 30 s, closed 30 s later (on by default) |
+//! | sends a huge message | [`max_message_size`](websocket::WebSocketConfig::max_message_size) (64 MiB) per connection |
+//! | and 300 others do too | [`Tracker::set_message_budget`]: message bytes of all connections (off by default) |
+//! | opens connections until descriptors run out | the accept loop: back off, don't spin (yours to write) |
+//! | opens many upgrades | [`Tracker::set_max_connections`] (`503` past it) |
+//! | floods an h2c connection | [`H2c`](h2c::H2c)'s stream, header and reset limits (hyper's rapid-reset and CONTINUATION defences, tested on the upgraded path) |
+//!
+//! **With hyper-util**, give HTTP/1.1 a head deadline, and wait for the HTTP/2 preface with
+//! one before serving:
+//!
+//! ```
+//! use std::time::Duration;
+//! use hyper_util::rt::{TokioExecutor, TokioTimer};
+//! use hyper_util::server::conn::auto;
+//!
+//! let mut builder = auto::Builder::new(TokioExecutor::new());
+//! builder
+//!     .http1()
+//!     .timer(TokioTimer::new()) // without a timer, the timeout is silently off
+//!     .header_read_timeout(Duration::from_secs(10));
+//! builder.http2().timer(TokioTimer::new());
+//! // Then, per connection: peek until the bytes are not the HTTP/2 preface, or the whole
+//! // preface and SETTINGS frame are in, within 10 s; else drop it. Hand hyper the plain
+//! // `TcpStream` (the crate unwraps it after a switch: a wrapper costs every upgraded
+//! // connection hyper's 8 KiB read buffer).
+//! ```
+//!
+//! On accept errors, sleep before the next accept (10 ms doubling to 1 s, back to 0 once one
+//! succeeds) and log one line per few seconds: at the descriptor limit, `accept` fails at
+//! once for as long as it lasts, and a loop that logs and retries burns a core and writes
+//! millions of lines. Skip connection errors (`ECONNABORTED`, `ECONNRESET`) at once.
+//!
+//! **With `axum::serve`**: it already sleeps 1 s after each accept error that is not a
+//! connection's own (one log line per second), so it neither spins nor floods. It sets no
+//! timer, so request heads have no deadline, and it has no setting for one (`ListenerExt`
+//! only reaches the accepted IO). To bound heads, serve the `Router` with hyper-util as
+//! above (`TowerToHyperService::new(router)`), as the `echo` example does, or keep it behind a
+//! proxy that bounds them (nginx's `client_header_timeout`).
+//!
+//! **The message budget** is one line, on the tracker the layers share:
+//!
+//! ```
+//! use tower_upgrade::{Tracker, UpgradeLayer, websocket::WebSocketHandler};
+//!
+//! # fn main() -> Result<(), tower_upgrade::ConfigError> {
+//! let tracker = Tracker::new();
+//! // Past 256 MiB of buffered messages, all connections together, the message that would
+//! // pass it closes its connection with 1013 Try Again Later.
+//! tracker.set_message_budget(Some(256 << 20));
+//! let layer = UpgradeLayer::new()
+//!     .with_tracker(tracker.clone())
+//!     .protocol(WebSocketHandler::new(|_ws, _req| async {}))?;
+//! # let _ = layer;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Ordering with tower-http
 //!
 //! Layers added after ours (outer layers) see the upgrade request and the `101`; layers
@@ -219,5 +286,7 @@ pub use self::{
     registry::Registry,
     service::Upgrade,
     token::UpgradeToken,
-    tracker::{Counts, DrainReport, ShutdownSignal, Stats, Tracker},
+    tracker::{
+        BudgetReservation, Counts, DrainReport, MessageBudget, ShutdownSignal, Stats, Tracker,
+    },
 };

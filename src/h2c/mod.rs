@@ -103,7 +103,8 @@
 //! // Around the whole router, not `Router::layer` (which wraps each route on its own).
 //! let app = UpgradeLayer::new().protocol(H2c::new())?.layer(router);
 //!
-//! // Serve it with `axum::serve(listener, axum::ServiceExt::into_make_service(app))`.
+//! // Serve it with `axum::serve`, its response mapped back into axum's body: see
+//! // "Where to put the layer" in the crate docs.
 //! let res = app
 //!     .oneshot(
 //!         Request::get("/")
@@ -190,9 +191,32 @@ use crate::{
 /// settings.
 pub const MAX_BODY_SIZE: usize = 65_535;
 
-/// SETTINGS_MAX_HEADER_LIST_SIZE of the HTTP/2 server (hyper's default); a request whose
-/// headers would exceed it is served over HTTP/1.1.
+/// The default SETTINGS_MAX_HEADER_LIST_SIZE of the HTTP/2 server (hyper's default); an
+/// upgrade request whose headers would exceed the one set is served over HTTP/1.1.
 const MAX_HEADER_LIST_SIZE: u32 = 16 * 1024;
+
+/// The limits of the HTTP/2 server after the switch; see the setters on [`H2c`].
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    max_concurrent_streams: u32,
+    max_header_list_size: u32,
+    max_frame_size: u32,
+    max_pending_accept_reset_streams: usize,
+    max_local_error_reset_streams: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_concurrent_streams: 100,
+            max_header_list_size: MAX_HEADER_LIST_SIZE,
+            // RFC 9113 §6.5.2: the initial value, and the smallest allowed.
+            max_frame_size: 16_384,
+            max_pending_accept_reset_streams: 20,
+            max_local_error_reset_streams: 1024,
+        }
+    }
+}
 
 const HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 
@@ -210,6 +234,7 @@ pub struct H2c {
     /// The user's conversion from hyper's body, if any.
     convert: Option<service::Convert>,
     preface_timeout: Duration,
+    limits: Limits,
     /// Whether a missing body conversion has been reported at `error` level already.
     reported: AtomicBool,
 }
@@ -220,6 +245,7 @@ impl H2c {
         Self {
             convert: None,
             preface_timeout: Duration::from_secs(10),
+            limits: Limits::default(),
             reported: AtomicBool::new(false),
         }
     }
@@ -252,6 +278,57 @@ impl H2c {
         self
     }
 
+    /// SETTINGS_MAX_CONCURRENT_STREAMS: the most streams the client may have open at once
+    /// on one upgraded connection; each may hold a request in the service. Streams past it
+    /// are refused (`REFUSED_STREAM`).
+    ///
+    /// The default value is 100, the least RFC 9113 §6.5.2 recommends (hyper's is 200,
+    /// "not part of the stability of hyper").
+    pub fn max_concurrent_streams(mut self, max: u32) -> Self {
+        self.limits.max_concurrent_streams = max;
+        self
+    }
+
+    /// SETTINGS_MAX_HEADER_LIST_SIZE: the largest header list the server accepts, in the
+    /// RFC 9113 §6.5.2 measure (names, values and 32 bytes per field). Also bounds the
+    /// CONTINUATION frames of one header block: h2 refuses a block that runs past it,
+    /// which is what stops a CONTINUATION flood (the CVE-2024-27316 class). An upgrade
+    /// request whose own headers are larger is served over HTTP/1.1.
+    ///
+    /// The default value is 16 KiB (hyper's).
+    pub fn max_header_list_size(mut self, max: u32) -> Self {
+        self.limits.max_header_list_size = max;
+        self
+    }
+
+    /// SETTINGS_MAX_FRAME_SIZE: the largest frame payload the server accepts. Clamped to
+    /// 16 KiB ..= 16 MiB - 1 (RFC 9113 §6.5.2).
+    ///
+    /// The default value is 16 KiB.
+    pub fn max_frame_size(mut self, max: u32) -> Self {
+        self.limits.max_frame_size = max.clamp(16_384, (1 << 24) - 1);
+        self
+    }
+
+    /// How many streams the client may open and reset before the server takes them up;
+    /// past it, the connection ends with GOAWAY (`ENHANCE_YOUR_CALM`). This is hyper's
+    /// defence against rapid reset (HEADERS then RST_STREAM, CVE-2023-44487).
+    ///
+    /// The default value is 20 (h2's).
+    pub fn max_pending_accept_reset_streams(mut self, max: usize) -> Self {
+        self.limits.max_pending_accept_reset_streams = max;
+        self
+    }
+
+    /// How many streams the server may reset for the client's errors before it ends the
+    /// connection with GOAWAY (RUSTSEC-2024-0003).
+    ///
+    /// The default value is 1024 (hyper's).
+    pub fn max_local_error_reset_streams(mut self, max: usize) -> Self {
+        self.limits.max_local_error_reset_streams = max;
+        self
+    }
+
     fn report_missing_conversion(&self, body: &'static str) {
         let configured = self.convert.as_ref().map_or("none", |c| c.body_name);
         if self.reported.swap(true, Ordering::Relaxed) {
@@ -279,6 +356,7 @@ impl fmt::Debug for H2c {
         f.debug_struct("H2c")
             .field("request_body", &self.convert.as_ref().map(|c| c.body_name))
             .field("preface_timeout", &self.preface_timeout)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
@@ -294,7 +372,7 @@ pub struct H2cHandshake {
 
 impl H2c {
     /// RFC 7540 §3.2 and §3.2.1, plus what this implementation can replay.
-    fn check(req: &request::Parts) -> Result<Bytes, &'static str> {
+    fn check(&self, req: &request::Parts) -> Result<Bytes, &'static str> {
         if req.method == Method::CONNECT {
             return Err("CONNECT");
         }
@@ -330,7 +408,7 @@ impl H2c {
         if frames::authority(req).is_some_and(|a| http::uri::Authority::try_from(a).is_err()) {
             return Err("Host is not a valid authority");
         }
-        if frames::header_list_size(req) > MAX_HEADER_LIST_SIZE as usize {
+        if frames::header_list_size(req) > self.limits.max_header_list_size as usize {
             return Err("headers too large for HTTP/2");
         }
         Ok(settings)
@@ -365,7 +443,7 @@ impl ProtocolHandler for H2c {
         let checked = if req.extensions.get::<OnUpgrade>().is_none() {
             Err("the connection cannot switch protocols")
         } else {
-            Self::check(req)
+            self.check(req)
         };
         match checked {
             Ok(settings) => Accepted::new(H2cHandshake { settings })

@@ -13,7 +13,7 @@ use hyper::server::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use super::io::H2cIo;
-use super::{H2c, MAX_HEADER_LIST_SIZE, frames};
+use super::{H2c, frames};
 use crate::{BoxBody, BoxError, HttpService, ServiceHandle, UpgradeRequest, UpgradedIo};
 
 /// A user-supplied conversion from hyper's body to the service's, with its body type
@@ -103,12 +103,18 @@ pub(super) async fn serve(
     let shutdown = req.shutdown().clone();
     // The request head, and the handle in it, are not kept for the connection's life.
     drop(req);
+    let limits = h2c.limits;
     let conn = http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
         // As `axum::serve` does: RFC 8441 extended CONNECT reaches the layer, so WebSocket
         // over HTTP/2 works on an upgraded connection too.
         .enable_connect_protocol()
-        .max_header_list_size(MAX_HEADER_LIST_SIZE)
+        // Set rather than left to hyper's defaults, which "could change": see `H2c`.
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .max_header_list_size(limits.max_header_list_size)
+        .max_frame_size(limits.max_frame_size)
+        .max_pending_accept_reset_streams(limits.max_pending_accept_reset_streams)
+        .max_local_error_reset_streams(limits.max_local_error_reset_streams)
         .serve_connection(TokioIo::new(io), H2cService { service });
     let mut conn = std::pin::pin!(conn);
     // Graceful shutdown: GOAWAY, then finish the streams in flight.

@@ -14,7 +14,7 @@ fn offer() -> http::request::Builder {
 }
 
 fn check(req: http::request::Builder) -> Result<Bytes, &'static str> {
-    H2c::check(&req.body(()).unwrap().into_parts().0)
+    H2c::new().check(&req.body(()).unwrap().into_parts().0)
 }
 
 #[test]
@@ -105,7 +105,7 @@ fn declines_what_http2_would_refuse() {
             .insert("host", http::HeaderValue::from_static("bad host"));
         req.into_parts().0
     };
-    assert_eq!(H2c::check(&req), Err("Host is not a valid authority"));
+    assert_eq!(H2c::new().check(&req), Err("Host is not a valid authority"));
     let req = offer()
         .header("http2-settings", SETTINGS)
         .header("x-big", "v".repeat(MAX_HEADER_LIST_SIZE as usize));

@@ -5,7 +5,7 @@ use http::header::{HeaderMap, HeaderValue};
 use http::request;
 
 use crate::token::UpgradeToken;
-use crate::tracker::ShutdownSignal;
+use crate::tracker::{MessageBudget, ShutdownSignal};
 
 /// The upgrade request, as handed to [`serve`](crate::ProtocolHandler::serve).
 ///
@@ -18,6 +18,7 @@ pub struct UpgradeRequest {
     pub(crate) protocol: UpgradeToken,
     pub(crate) body: Bytes,
     pub(crate) shutdown: ShutdownSignal,
+    pub(crate) budget: MessageBudget,
 }
 
 impl UpgradeRequest {
@@ -32,6 +33,7 @@ impl UpgradeRequest {
         protocol: UpgradeToken,
         body: Bytes,
         shutdown: ShutdownSignal,
+        budget: MessageBudget,
     ) -> Self {
         copy_head(&mut parts);
         Self {
@@ -39,6 +41,7 @@ impl UpgradeRequest {
             protocol,
             body,
             shutdown,
+            budget,
         }
     }
 
@@ -83,6 +86,13 @@ impl UpgradeRequest {
     #[must_use]
     pub fn shutdown(&self) -> &ShutdownSignal {
         &self.shutdown
+    }
+
+    /// The budget of buffered message bytes shared by the connections of the layer's
+    /// [`Tracker`](crate::Tracker); see [`Tracker::set_message_budget`](crate::Tracker::set_message_budget).
+    #[must_use]
+    pub fn message_budget(&self) -> &MessageBudget {
+        &self.budget
     }
 
     /// The request body, read before the switch; empty unless the handler
@@ -154,7 +164,9 @@ mod tests {
 
         let (parts, ()) = req.into_parts();
         let token = UpgradeToken::new("upper/1.0").unwrap();
-        let req = UpgradeRequest::new(parts, token, Bytes::new(), Tracker::new().signal());
+        let tracker = Tracker::new();
+        let budget = tracker.budget_for(&token);
+        let req = UpgradeRequest::new(parts, token, Bytes::new(), tracker.signal(), budget);
         assert!(
             buffer.is_unique(),
             "the request still holds the read buffer"
@@ -185,8 +197,13 @@ mod tests {
             req.headers_mut()
                 .insert(header::HOST, HeaderValue::from_static("example.com"));
             let (parts, ()) = req.into_parts();
-            let req =
-                UpgradeRequest::new(parts, token.clone(), Bytes::new(), Tracker::new().signal());
+            let req = UpgradeRequest::new(
+                parts,
+                token.clone(),
+                Bytes::new(),
+                Tracker::new().signal(),
+                Tracker::new().budget_for(&token),
+            );
             assert_eq!(
                 req.uri().to_string(),
                 uri.parse::<http::Uri>().unwrap().to_string()

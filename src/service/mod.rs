@@ -157,9 +157,57 @@ fn valid_host(headers: &http::HeaderMap) -> bool {
     let (Some(host), None) = (hosts.next(), hosts.next()) else {
         return false;
     };
-    let host = host.as_bytes();
-    host.is_empty() || (!host.contains(&b'@') && http::uri::Authority::try_from(host).is_ok())
+    valid_authority(host.as_bytes())
 }
+
+/// `uri-host [":" port]` (RFC 3986 §3.2.2, §3.2.3), or empty; checked in place, without
+/// the allocation and copy of parsing an [`http::uri::Authority`].
+fn valid_authority(host: &[u8]) -> bool {
+    let (host, port) = match host.first() {
+        // IP-literal: "[" ( IPv6address / IPvFuture ) "]"
+        Some(b'[') => {
+            let Some(end) = host.iter().position(|&b| b == b']') else {
+                return false;
+            };
+            let inside = &host[1..end];
+            if inside.is_empty() || !inside.iter().all(|&b| HOST_CHAR[usize::from(b)] >= 1) {
+                return false;
+            }
+            match &host[end + 1..] {
+                [] => return true,
+                [b':', port @ ..] => (&[][..], port),
+                _ => return false,
+            }
+        }
+        _ => match host.iter().rposition(|&b| b == b':') {
+            Some(colon) => (&host[..colon], &host[colon + 1..]),
+            None => (host, &[][..]),
+        },
+    };
+    host.iter().all(|&b| HOST_CHAR[usize::from(b)] == 2) && port.iter().all(u8::is_ascii_digit)
+}
+
+/// 2: a reg-name or IPv4address character (unreserved, `%`, sub-delims); 1: also allowed
+/// inside an IP-literal's brackets (`:`); 0: neither.
+const HOST_CHAR: [u8; 256] = {
+    let mut table = [0; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        if c.is_ascii_alphanumeric() {
+            table[b] = 2;
+        }
+        b += 1;
+    }
+    let extra = b"-._~%!$&'()*+,;=";
+    let mut i = 0;
+    while i < extra.len() {
+        table[extra[i] as usize] = 2;
+        i += 1;
+    }
+    table[b':' as usize] = 1;
+    table
+};
 
 /// Whether the request has a body to read before switching.
 ///
@@ -223,7 +271,7 @@ impl<S> Upgrade<S> {
     {
         let entry = self.config.registry.entry(index);
         let tracker = &self.config.tracker;
-        let protocol = tracker.protocol(&entry.token);
+        let protocol = Arc::clone(self.config.protocol(index));
         tracker.record(&protocol, Event::Attempt);
         if tracker.is_shutting_down() {
             tracker.record(&protocol, Event::RejectedShuttingDown);
@@ -332,7 +380,8 @@ impl<S> Upgrade<S> {
             let res = switching(token.header_value(), response_headers, http2);
             slot.tracker().record(slot.protocol(), Event::Accepted);
             let shutdown = slot.tracker().signal();
-            let req = UpgradeRequest::new(parts, token, body, shutdown);
+            let budget = slot.message_budget();
+            let req = UpgradeRequest::new(parts, token, body, shutdown, budget);
             connection::spawn(config, on_upgrade, serve, req, slot);
             res
         };
@@ -367,3 +416,33 @@ impl<S> Upgrade<S> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod host_tests {
+    use super::valid_authority;
+
+    #[test]
+    fn hosts_as_rfc_3986_writes_them() {
+        for good in [
+            "",
+            "example.com",
+            "example.com:8080",
+            "127.0.0.1:3000",
+            "[::1]",
+            "[::1]:443",
+            "[v1.fe80::a+en1]",
+            "xn--bcher-kva.example",
+            "a_b~c",
+            "%41",
+            "host:",
+        ] {
+            assert!(valid_authority(good.as_bytes()), "{good:?} refused");
+        }
+        for bad in [
+            "a b", "u@host", "host:80a", "[::1", "[]", "[::1]x", "[::1]:8a", "a/b", "a?b", "a#b",
+            "h\"", "[::1]]",
+        ] {
+            assert!(!valid_authority(bad.as_bytes()), "{bad:?} accepted");
+        }
+    }
+}

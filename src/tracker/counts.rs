@@ -31,6 +31,7 @@ pub(crate) struct Counters {
     rejected_head: AtomicU64,
     completed: AtomicU64,
     failed: AtomicU64,
+    over_budget: AtomicU64,
     pub(super) live: AtomicUsize,
 }
 
@@ -48,6 +49,7 @@ pub(crate) enum Event {
     RejectedHead,
     Completed,
     Failed,
+    OverBudget,
 }
 
 impl Counters {
@@ -64,6 +66,7 @@ impl Counters {
             Event::RejectedHead => &self.rejected_head,
             Event::Completed => &self.completed,
             Event::Failed => &self.failed,
+            Event::OverBudget => &self.over_budget,
         }
     }
 
@@ -81,6 +84,7 @@ impl Counters {
             rejected_head: get(&self.rejected_head),
             completed: get(&self.completed),
             failed: get(&self.failed),
+            over_budget: get(&self.over_budget),
             live: self.live.load(Ordering::Relaxed) as u64,
         }
     }
@@ -117,11 +121,15 @@ pub struct Counts {
     pub completed: u64,
     /// Upgraded connections that ended in an [`UpgradeError`](crate::UpgradeError).
     pub failed: u64,
+    /// Messages refused because buffering them would have passed the
+    /// [message budget](crate::Tracker::set_message_budget); the WebSocket handler closes
+    /// their connection with `1013 Try Again Later`.
+    pub over_budget: u64,
     /// Upgraded connections running now.
     pub live: u64,
 }
 
-/// A snapshot of a [`Tracker`]'s counters: all protocols together, and each protocol.
+/// A snapshot of a [`Tracker`](super::Tracker)'s counters: all protocols together, and each protocol.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {

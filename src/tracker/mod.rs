@@ -1,5 +1,6 @@
 //! Tracking of upgraded connections: counts, limits and graceful shutdown.
 
+mod budget;
 mod counts;
 mod shutdown;
 mod slot;
@@ -17,6 +18,8 @@ use crate::error::ConfigError;
 use crate::signal::{Signal, Watch};
 use crate::token::UpgradeToken;
 
+use self::budget::Budget;
+pub use self::budget::{BudgetReservation, MessageBudget};
 pub(crate) use self::counts::{Counters, Event, ProtocolState};
 pub use self::counts::{Counts, Stats};
 pub use self::shutdown::{DrainReport, ShutdownSignal};
@@ -79,6 +82,8 @@ struct Inner {
     totals: Counters,
     protocols: RwLock<Vec<Arc<ProtocolState>>>,
     retry_after: RwLock<HeaderValue>,
+    /// Message bytes buffered by all connections, and their limit.
+    budget: Budget,
 }
 
 impl Default for Inner {
@@ -91,6 +96,7 @@ impl Default for Inner {
             totals: Counters::default(),
             protocols: RwLock::default(),
             retry_after: RwLock::new(HeaderValue::from_static("1")),
+            budget: Budget::default(),
         }
     }
 }
@@ -142,6 +148,44 @@ impl Tracker {
             .retry_after
             .write()
             .unwrap_or_else(|e| e.into_inner()) = value;
+    }
+
+    /// Sets the budget of message bytes buffered by all the upgraded connections together;
+    /// `None` for no budget.
+    ///
+    /// A handler reserves the bytes of a message before it buffers them (through its
+    /// [`MessageBudget`]), and gives them back once the message is handed on. The WebSocket
+    /// handler does this by itself: a message whose buffering would pass the budget closes
+    /// its connection with `1013 Try Again Later`, and is counted in
+    /// [`Counts::over_budget`]. The per-message limit
+    /// ([`WebSocketConfig::max_message_size`](crate::websocket::WebSocketConfig::max_message_size))
+    /// bounds one connection; this bounds the server. Set it well above the largest message
+    /// you accept, so that one client can still send one.
+    ///
+    /// Lowering it does not close connections; it applies to the bytes reserved next.
+    /// Reservations made while no budget is set are not counted, and the WebSocket handler
+    /// counts the messages of connections that started while a budget was set: set it
+    /// before serving (a connection without one pays nothing per message).
+    ///
+    /// The default is no budget.
+    pub fn set_message_budget(&self, max: Option<usize>) {
+        self.inner
+            .budget
+            .limit
+            .store(max.unwrap_or(usize::MAX), Ordering::Relaxed);
+    }
+
+    /// The budget of buffered message bytes, if one is set; see
+    /// [`set_message_budget`](Self::set_message_budget).
+    #[must_use]
+    pub fn message_budget(&self) -> Option<usize> {
+        Some(self.inner.budget.limit.load(Ordering::Relaxed)).filter(|&max| max != usize::MAX)
+    }
+
+    /// Message bytes reserved against the budget now, by all connections together.
+    #[must_use]
+    pub fn buffered_message_bytes(&self) -> usize {
+        self.inner.budget.used.load(Ordering::Relaxed)
     }
 
     /// Upgraded connections running now, all protocols together.
@@ -268,6 +312,12 @@ impl Tracker {
         });
         protocols.push(Arc::clone(&p));
         p
+    }
+
+    /// The message budget for a connection of one protocol.
+    #[cfg(test)]
+    pub(crate) fn budget_for(&self, token: &UpgradeToken) -> MessageBudget {
+        MessageBudget::new(self.clone(), self.protocol(token))
     }
 
     /// Counts an event for a protocol and for the totals.

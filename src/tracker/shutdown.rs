@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::signal::{Signal, Watch};
 
-/// What [`Tracker::drain`] did.
+/// What [`Tracker::drain`](super::Tracker::drain) did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DrainReport {

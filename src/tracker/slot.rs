@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::Tracker;
+use super::budget::MessageBudget;
 use super::counts::ProtocolState;
 
 /// Why a new upgraded connection is refused before switching.
@@ -26,6 +27,11 @@ impl Slot {
 
     pub(crate) fn protocol(&self) -> &ProtocolState {
         &self.protocol
+    }
+
+    /// The message budget, as this connection's handler sees it.
+    pub(crate) fn message_budget(&self) -> MessageBudget {
+        MessageBudget::new(self.tracker.clone(), Arc::clone(&self.protocol))
     }
 }
 

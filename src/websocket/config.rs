@@ -17,7 +17,14 @@ pub struct WebSocketConfig {
     pub(super) max_frame_size: usize,
     pub(super) read_buffer_size: usize,
     pub(super) keep_alive: Option<Duration>,
+    /// How long a ping may go unanswered; `None`: as long as `keep_alive`.
+    pub(super) keep_alive_timeout: Option<Duration>,
 }
+
+/// The default keep-alive interval: below the 60 s idle timeouts of common proxies and load
+/// balancers (nginx's `proxy_read_timeout`, AWS ALB), so that a quiet connection behind one
+/// is not cut.
+const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(30);
 
 impl Default for WebSocketConfig {
     fn default() -> Self {
@@ -25,7 +32,8 @@ impl Default for WebSocketConfig {
             max_message_size: 64 << 20,
             max_frame_size: 16 << 20,
             read_buffer_size: 4096,
-            keep_alive: None,
+            keep_alive: Some(DEFAULT_KEEP_ALIVE),
+            keep_alive_timeout: None,
         }
     }
 }
@@ -67,15 +75,40 @@ impl WebSocketConfig {
         self
     }
 
-    /// Sends a ping after `interval` without any frame from the peer, and fails the
-    /// connection ([`ErrorKind::KeepAliveTimeout`]) when another `interval` passes with
-    /// still nothing. The timer runs while [`recv`](super::WebSocket::recv) is waiting.
+    /// Sends a ping after `interval` without a byte from the peer (measured to a quarter of
+    /// `interval`: the ping follows the peer's last bytes by `interval` to 1.25 ×
+    /// `interval`), and fails the connection
+    /// ([`ErrorKind::KeepAliveTimeout`], close `1001`) when the
+    /// [timeout](Self::keep_alive_timeout) passes after it with still nothing; `None`
+    /// turns keep-alive off. The timer runs while [`recv`](super::WebSocket::recv) is
+    /// waiting (a handler that stops reading stops it too).
     ///
-    /// The default is no keep-alive.
+    /// The default value is 30 seconds.
+    ///
+    /// # Notes
+    ///
+    /// Unlike tungstenite, fastwebsockets and axum, which leave it to the application,
+    /// keep-alive is on by default: a peer that vanishes without a close frame or a FIN (a
+    /// phone that lost its network, a host that went down) otherwise holds its connection,
+    /// its task and its buffers until the process restarts, since nothing is ever written to
+    /// it and TCP keep-alive is off by default. It costs one timer per connection (about
+    /// 200 bytes; per message, a flag set and a timer poll: no clock read and no timer
+    /// reset), a timer check every quarter interval on an active connection, one ping per
+    /// 30 s of silence, and it keeps quiet connections open through proxies that cut them
+    /// after 60 s. Turn it off (`keep_alive(None)`) for a protocol with its own heartbeat.
     ///
     /// [`ErrorKind::KeepAliveTimeout`]: super::ErrorKind::KeepAliveTimeout
-    pub fn keep_alive(mut self, interval: Duration) -> Self {
-        self.keep_alive = Some(interval);
+    pub fn keep_alive(mut self, interval: impl Into<Option<Duration>>) -> Self {
+        self.keep_alive = interval.into();
+        self
+    }
+
+    /// How long a keep-alive ping may go unanswered (by any byte from the peer) before the
+    /// connection fails.
+    ///
+    /// The default is the [keep-alive interval](Self::keep_alive).
+    pub fn keep_alive_timeout(mut self, timeout: Duration) -> Self {
+        self.keep_alive_timeout = Some(timeout);
         self
     }
 
@@ -83,6 +116,13 @@ impl WebSocketConfig {
     #[must_use]
     pub fn get_keep_alive(&self) -> Option<Duration> {
         self.keep_alive
+    }
+
+    /// See [`keep_alive_timeout`](Self::keep_alive_timeout); `None` when keep-alive is off.
+    #[must_use]
+    pub fn get_keep_alive_timeout(&self) -> Option<Duration> {
+        self.keep_alive
+            .map(|interval| self.keep_alive_timeout.unwrap_or(interval))
     }
 
     /// See [`max_message_size`](Self::max_message_size).

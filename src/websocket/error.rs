@@ -38,6 +38,10 @@ pub enum ErrorKind {
     /// The peer sent nothing, not even a pong, within the
     /// [keep-alive](super::WebSocketConfig::keep_alive) interval after a ping.
     KeepAliveTimeout,
+    /// Buffering a message would have passed the server's
+    /// [message budget](crate::Tracker::set_message_budget), shared by all connections;
+    /// closed with status `1013 Try Again Later`.
+    OverBudget,
 }
 
 impl Error {
@@ -70,6 +74,9 @@ impl Error {
             ErrorKind::InvalidUtf8 => Some(close_code::INVALID),
             ErrorKind::MessageTooBig => Some(close_code::SIZE),
             ErrorKind::KeepAliveTimeout => Some(close_code::AWAY),
+            // RFC 6455 §7.4.2 registry: 1013, the server is overloaded. Not 1009: the same
+            // message may well be accepted later.
+            ErrorKind::OverBudget => Some(close_code::AGAIN),
             _ => None,
         }
     }

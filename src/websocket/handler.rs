@@ -376,9 +376,13 @@ where
         let ws = WebSocket::from_raw_socket(io, self.settings.config);
         #[cfg(feature = "deflate")]
         let ws = ws.with_deflate(handshake.deflate);
-        let ws = ws
+        let mut ws = ws
             .with_protocol(handshake.protocol)
             .close_on(req.shutdown().clone());
+        // Without a budget set when the connection starts, frames are not counted at all.
+        if req.message_budget().limit().is_some() {
+            ws = ws.with_message_budget(req.message_budget());
+        }
         // Made here rather than in an `async fn`, whose arguments would stay in its state
         // (and so in memory) for the whole connection.
         ServeResult::new((self.callback.0)(ws, req))

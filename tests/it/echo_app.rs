@@ -1,100 +1,18 @@
 //! The echo example as a user runs it: a separate process, checked from outside over real
 //! TCP, including a graceful shutdown with live WebSockets.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message as TMessage;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
+use crate::support::ws_next as next;
 use crate::support::*;
-use crate::support::{WsClient as Client, ws_next as next};
-
-struct Echo {
-    child: Child,
-    addr: SocketAddr,
-    stdout: BufReader<std::process::ChildStdout>,
-}
-
-impl Echo {
-    fn start(env: &[(&str, &str)]) -> Self {
-        let mut cmd = Command::new(echo_example());
-        cmd.env("ADDR", "127.0.0.1:0")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd
-            .spawn()
-            .expect("run examples/echo (built by `cargo test`)");
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        // "echo: open http://127.0.0.1:PORT/ in a browser"
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|rest| rest.split('/').next())
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
-        Self {
-            child,
-            addr,
-            stdout,
-        }
-    }
-
-    fn terminate(&self) {
-        sigterm(self.child.id());
-    }
-
-    /// Waits (bounded) for the process to exit; returns its status and the rest of stdout.
-    fn wait(mut self, limit: Duration) -> (std::process::ExitStatus, String) {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                let mut rest = String::new();
-                std::io::Read::read_to_string(&mut self.stdout, &mut rest).unwrap();
-                return (status, rest);
-            }
-            if start.elapsed() > limit {
-                let _ = self.child.kill();
-                panic!("echo did not exit within {limit:?}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Echo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn ws(addr: SocketAddr) -> Client {
-    // Same-origin, as the page's own script.
-    let request = http::Request::get(format!("ws://{addr}/ws"))
-        .header("host", addr.to_string())
-        .header("origin", format!("http://{addr}"))
-        .header("connection", "Upgrade")
-        .header("upgrade", "websocket")
-        .header("sec-websocket-version", "13")
-        .header("sec-websocket-key", WS_KEY)
-        .body(())
-        .unwrap();
-    ws_connect(addr, request).await.0
-}
 
 #[tokio::test]
 async fn the_echo_app_keeps_its_contract() {
-    let echo = Echo::start(&[]);
+    let echo = Example::start("echo", &[]);
     let addr = echo.addr;
 
     let mut stream = send(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
@@ -125,7 +43,7 @@ async fn the_echo_app_keeps_its_contract() {
     .await;
     assert_eq!(read_response(&mut stream).await.1, "hello");
 
-    let mut client = ws(addr).await;
+    let mut client = ws_same_origin(addr).await;
     client.send(TMessage::text("héllo")).await.unwrap();
     assert_eq!(next(&mut client).await, Some(TMessage::text("héllo")));
     client
@@ -155,9 +73,9 @@ async fn the_echo_app_keeps_its_contract() {
 
 #[tokio::test]
 async fn max_upgrades_limits_live_websockets() {
-    let echo = Echo::start(&[("MAX_UPGRADES", "2")]);
-    let mut first = ws(echo.addr).await;
-    let _second = ws(echo.addr).await;
+    let echo = Example::start("echo", &[("MAX_UPGRADES", "2")]);
+    let mut first = ws_same_origin(echo.addr).await;
+    let _second = ws_same_origin(echo.addr).await;
     let mut stream = send(echo.addr, WS_UPGRADE).await;
     let (head, body) = read_response(&mut stream).await;
     assert!(
@@ -183,10 +101,10 @@ async fn max_upgrades_limits_live_websockets() {
 /// within its 10 s drain deadline.
 #[tokio::test]
 async fn sigterm_closes_live_websockets_with_1001_and_exits() {
-    let echo = Echo::start(&[]);
+    let echo = Example::start("echo", &[]);
     let mut clients = Vec::new();
     for i in 0..50 {
-        let mut client = ws(echo.addr).await;
+        let mut client = ws_same_origin(echo.addr).await;
         client.send(TMessage::text(format!("{i}"))).await.unwrap();
         assert_eq!(
             next(&mut client).await,

@@ -5,10 +5,14 @@
 mod support;
 
 mod bounds;
+#[cfg(all(feature = "websocket", feature = "h2c"))]
+mod chat_app;
 #[cfg(feature = "deflate")]
 mod deflate;
 #[cfg(all(feature = "websocket", feature = "h2c"))]
 mod echo_app;
+#[cfg(all(feature = "websocket", feature = "h2c", feature = "axum"))]
+mod exhaustion;
 #[cfg(all(feature = "h2c", feature = "axum"))]
 mod h2c;
 mod hostile;

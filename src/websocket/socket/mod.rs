@@ -23,8 +23,9 @@ use crate::websocket::config::WebSocketConfig;
 use crate::websocket::error::Error;
 use crate::websocket::frame::Head;
 use crate::websocket::message::{CloseFrame, Message};
-use crate::{ShutdownSignal, UpgradedIo};
+use crate::{BudgetReservation, ShutdownSignal, UpgradedIo};
 
+mod budget;
 mod read;
 #[cfg(test)]
 mod tests;
@@ -68,12 +69,15 @@ pub struct WebSocket<S = UpgradedIo> {
     protocol: Option<HeaderValue>,
     /// Graceful shutdown and keep-alive timers, when there are any. Boxed: not every
     /// socket has them, and it keeps the idle struct small.
-    timers: Option<Box<Timers>>,
+    timers: Option<Pin<Box<Timers>>>,
     /// The size of the last frame, head included, when it did not fit the scratch buffer
     /// (at most `MAX_EXPECT`; 0 otherwise). The next idle read then goes straight into a
     /// heap buffer that size, so that a frame like it takes one read instead of two. The
     /// buffer is freed at once if nothing is there to read: idle, the socket holds none.
     expect: u32,
+    /// The bytes of the message being read, reserved against the layer's message budget
+    /// (see `budget.rs`); `None` without one.
+    budget: Option<BudgetReservation>,
     /// How much of the frame in progress is unmasked and, for text, checked: text is
     /// checked as it arrives (RFC 6455 §8.1), not only once the frame is whole.
     progress: Progress,
@@ -122,13 +126,12 @@ impl<S> WebSocket<S> {
             out: None,
             state: State::Open,
             timers: config.keep_alive.map(|interval| {
-                Box::new(Timers {
+                Box::pin(Timers {
                     shutdown: None,
-                    keep_alive: Some(KeepAlive {
+                    keep_alive: Some(KeepAlive::new(
                         interval,
-                        sleep: Box::pin(tokio::time::sleep(interval)),
-                        awaiting: false,
-                    }),
+                        config.get_keep_alive_timeout().unwrap_or(interval),
+                    )),
                 })
             }),
             config,
@@ -137,6 +140,7 @@ impl<S> WebSocket<S> {
             progress: Progress::default(),
             #[cfg(feature = "deflate")]
             deflate: None,
+            budget: None,
         }
     }
 
@@ -159,9 +163,9 @@ impl<S> WebSocket<S> {
     pub fn close_on(mut self, signal: ShutdownSignal) -> Self {
         let shutdown = signal.into_watch();
         match &mut self.timers {
-            Some(timers) => timers.shutdown = Some(shutdown),
+            Some(timers) => *timers.as_mut().project().shutdown = Some(shutdown),
             None => {
-                self.timers = Some(Box::new(Timers {
+                self.timers = Some(Box::pin(Timers {
                     shutdown: Some(shutdown),
                     keep_alive: None,
                 }));
@@ -220,6 +224,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         if let Some(deflate) = &mut self.deflate {
             deflate.abort();
         }
+        self.release();
         self.state = State::Finishing(Finish::Error(e));
     }
 }

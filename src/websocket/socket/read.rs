@@ -71,7 +71,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             }
             match self.next_frame() {
                 Ok(Some((header, payload))) => match self.on_frame(&header, payload) {
-                    Ok(Some(msg)) => return Poll::Ready(Some(Ok(msg))),
+                    Ok(Some(msg)) => {
+                        if matches!(msg, Message::Text(_) | Message::Binary(_)) {
+                            self.release();
+                        }
+                        return Poll::Ready(Some(Ok(msg)));
+                    }
                     Ok(None) => continue,
                     Err(e) => {
                         self.fail(e);
@@ -123,6 +128,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     ))));
                 }
                 Ok(_) => {
+                    self.heard();
                     if let Err(e) = self.check_text_so_far() {
                         self.fail(e);
                     }
@@ -187,6 +193,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     fn start_frame(&mut self, data: &[u8]) -> Option<Head> {
         let head = frame::parse(data).ok().flatten()?;
         self.check_head(&head).ok()?;
+        self.reserve(&head).ok()?;
         self.header = Some(head);
         Some(head)
     }
@@ -228,6 +235,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     return Ok(None);
                 };
                 self.check_head(&head)?;
+                self.reserve(&head)?;
                 self.read_buf.advance(usize::from(head.size));
                 self.header = Some(head);
                 head
@@ -240,9 +248,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             return Ok(None);
         }
         self.header = None;
-        if let Some(timers) = &mut self.timers {
-            timers.heard();
-        }
         let total = usize::from(head.size) + len;
         self.expect = if total > self.config.read_buffer_size {
             total.min(MAX_EXPECT) as u32
@@ -433,7 +438,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         let max = self.config.max_message_size;
         if let Some(partial) = self.partial.as_mut() {
             let valid = partial.text.then_some(&mut partial.utf8_valid);
+            let before = partial.data.len();
             deflate.inflate(payload, fin, &mut partial.data, max, valid)?;
+            let inflated = partial.data.len() - before;
+            self.reserve_inflated(inflated, payload.len())?;
             if !fin {
                 return Ok(None);
             }
@@ -449,6 +457,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             max,
             text.then_some(&mut utf8_valid),
         )?;
+        self.reserve_inflated(data.len(), payload.len())?;
         if fin {
             return finish_message(text, data).map(Some);
         }

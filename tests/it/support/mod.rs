@@ -231,6 +231,22 @@ pub async fn eventually(mut done: impl FnMut() -> bool) -> bool {
     false
 }
 
+/// Like [`eventually`], for a condition that must be awaited (an HTTP request, say): at
+/// most 5 s, with 20 ms between tries.
+pub async fn eventually_async<F, Fut>(mut done: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    for _ in 0..250 {
+        if done().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
 /// Waits (at most 5 s) until the tracker counts `live` upgraded connections; panics with
 /// the counters otherwise.
 pub async fn wait_live(tracker: &tower_upgrade::Tracker, live: usize) {
