@@ -375,3 +375,90 @@ async fn invalid_utf8_fails_before_the_frame_is_whole() {
         assert_eq!(close_code(&mut stream).await, 1007, "deflate: {deflate}");
     }
 }
+
+/// RFC 8441: the same negotiation over an HTTP/2 extended CONNECT, and a compressed echo on
+/// the stream.
+#[tokio::test]
+async fn negotiates_and_compresses_over_http2() {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::service::TowerToHyperService;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handler = WebSocketHandler::new(|ws, _req| ws_echo(ws)).deflate(DeflateConfig::new());
+    let app = Router::new().route(
+        "/ws",
+        any(|| async { "" }).layer(UpgradeLayer::new().protocol(handler).unwrap()),
+    );
+    tokio::spawn(async move {
+        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        builder.http2().enable_connect_protocol();
+        let (stream, _) = listener.accept().await.unwrap();
+        let _ = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(app))
+            .await;
+    });
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (client, connection) = h2::client::Builder::new()
+        .handshake::<_, bytes::Bytes>(tcp)
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let mut client = within(client.ready()).await.unwrap();
+    for _ in 0..50 {
+        if client.is_extended_connect_protocol_enabled() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        client = client.ready().await.unwrap();
+    }
+    let request = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .version(http::Version::HTTP_2)
+        .uri(format!("http://{addr}/ws"))
+        .extension(h2::ext::Protocol::from_static("websocket"))
+        .header("sec-websocket-version", "13")
+        .header(
+            "sec-websocket-extensions",
+            "permessage-deflate; client_max_window_bits",
+        )
+        .body(())
+        .unwrap();
+    let (response, mut send) = client.send_request(request, false).unwrap();
+    let response = within(response).await.unwrap();
+    assert_eq!(response.status(), http::StatusCode::OK);
+    assert_eq!(
+        response.headers()["sec-websocket-extensions"],
+        "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+    );
+    let mut body = response.into_body();
+    let msg = json(4000);
+    let mut c = Compress::new(Compression::default(), false);
+    send.send_data(
+        frame(true, true, 0x1, &compress(&mut c, &msg)).into(),
+        false,
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    let (b0, payload) = loop {
+        let chunk = within(body.data()).await.unwrap().unwrap();
+        let _ = body.flow_control().release_capacity(chunk.len());
+        got.extend_from_slice(&chunk);
+        let len = match got.get(1).map(|b| b & 0x7f) {
+            Some(126) if got.len() >= 4 => {
+                Some((4, usize::from(u16::from_be_bytes([got[2], got[3]]))))
+            }
+            Some(n) if n < 126 => Some((2, usize::from(n))),
+            _ => None,
+        };
+        if let Some((head, len)) = len {
+            if got.len() >= head + len {
+                break (got[0], got[head..head + len].to_vec());
+            }
+        }
+    };
+    assert_eq!(b0, 0xC1, "compressed text");
+    assert_eq!(inflate(&payload), msg);
+}
