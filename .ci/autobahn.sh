@@ -15,7 +15,7 @@
 #                      installed by .ci/install-autobahn.sh if missing)
 #   AUTOBAHN_CASES     JSON list of cases            (default ["*"])
 #   AUTOBAHN_EXCLUDE   JSON list of excluded cases   (default [], none: 1.* to 13.*)
-#   AUTOBAHN_TIMEOUT   seconds before wstest is killed (default 1200)
+#   AUTOBAHN_TIMEOUT   seconds before wstest is killed (default 2400)
 #   AUTOBAHN_JOBS      wstest processes run side by side (default: CPUs, at most 4)
 #   AUTOBAHN_ALLOW     extra verdicts to accept, space separated (e.g. "UNIMPLEMENTED")
 #   AUTOBAHN_AGENT     agent name in the report     (default tower-upgrade)
@@ -37,7 +37,7 @@ VENV="${AUTOBAHN_VENV:-$HOME/.cache/tower-upgrade/autobahn}"
 WSTEST="$VENV/bin/wstest"
 CASES="${AUTOBAHN_CASES:-[\"*\"]}"
 EXCLUDE="${AUTOBAHN_EXCLUDE:-[]}"
-TIMEOUT="${AUTOBAHN_TIMEOUT:-1200}"
+TIMEOUT="${AUTOBAHN_TIMEOUT:-2400}"
 JOBS="${AUTOBAHN_JOBS:-$(( $(nproc) < 4 ? $(nproc) : 4 ))}"
 AGENT="${AUTOBAHN_AGENT:-tower-upgrade}"
 
