@@ -125,8 +125,9 @@
 //! # Framing
 //!
 //! The [`WebSocket`] is this crate's own, down to the frame codec: the buffers, the async
-//! IO, the RFC 6455 §5 message rules (fragments, UTF-8 checked frame by frame, control
-//! frames, the closing handshake) and the parsing and formatting of frame heads. The rules
+//! IO, the RFC 6455 §5 message rules (fragments, UTF-8 checked as it arrives, even inside
+//! a frame that has only partly arrived, control frames, the closing handshake) and the
+//! parsing and formatting of frame heads. The rules
 //! a head settles on its own (reserved bits, masking, control frames fragmented or over 125
 //! bytes) and the size limits are checked as soon as the head arrives, before its payload
 //! is read. The head codec is tested at every length boundary and every truncation, and
