@@ -2,11 +2,11 @@
 # Check the WebSocket echo example from outside, with software nobody here wrote:
 #   1. build `examples/echo.rs` and start it on a free loopback port;
 #   2. a plain `GET /ws` must get 426 with `Upgrade: websocket`;
-#   3. Autobahn|Testsuite's fuzzingclient (.ci/autobahn.sh: all cases but 12.* and 13.*,
-#      none may fail);
+#   3. Autobahn|Testsuite's fuzzingclient (.ci/autobahn.sh: every case, 1.* to 13.*, with
+#      permessage-deflate; each must be OK or INFORMATIONAL, none NON-STRICT);
 #   4. a real browser (.ci/install-browser.sh + tests/browser/echo.mjs: Debian's chromium
-#      through playwright-core) opens the page, sends a message through its UI, and must
-#      see the echo.
+#      through playwright-core) opens the page, must negotiate permessage-deflate, sends a
+#      message through its UI and a 1 MiB binary message, and must see both echoes.
 # The server is stopped on exit. Exits non-zero if anything failed; every step runs.
 #
 #   usage: .ci/websocket.sh [OUTDIR]      (default target/ci/websocket)

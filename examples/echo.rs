@@ -14,6 +14,10 @@
 //!   you type messages, and shows each echo and the connection state;
 //! - `/ws` echoes every text and binary message back exactly, answers pings, and closes
 //!   cleanly; a plain `GET /ws` gets `426 Upgrade Required` with `Upgrade: websocket`;
+//! - `/ws` negotiates permessage-deflate (RFC 7692) in its default mode, no context
+//!   takeover; the page shows the extensions negotiated (`#extensions`) and each echo's
+//!   round trip in ms (`data-rtt` on its log entry), and `window.sendBinary(size)` sends a
+//!   binary message of `size` bytes whose echo it compares (`< (binary: N bytes, same)`);
 //! - the default origin policy is on: the page itself is same-origin, other sites' pages
 //!   get `403`.
 //!
@@ -50,7 +54,9 @@ use tokio::net::TcpListener;
 use tower::Layer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_upgrade::h2c::H2c;
-use tower_upgrade::websocket::{Error, Message, WebSocket, WebSocketConfig, WebSocketHandler};
+use tower_upgrade::websocket::{
+    DeflateConfig, Error, Message, WebSocket, WebSocketConfig, WebSocketHandler,
+};
 use tower_upgrade::{Tracker, UpgradeLayer};
 
 #[path = "support/mod.rs"]
@@ -66,11 +72,13 @@ const PAGE: &str = r#"<!doctype html>
   #state { font-weight: bold; }
   #log { font-family: ui-monospace, monospace; list-style: none; padding: 0; }
   #log li { padding: 0.1rem 0; white-space: pre-wrap; }
+  #log li[data-rtt]::after { content: "  (" attr(data-rtt) " ms)"; color: #777; }
 </style>
 </head>
 <body>
 <h1>WebSocket echo</h1>
 <p>Connection: <span id="state">connecting</span></p>
+<p>Extensions: <span id="extensions">none</span></p>
 <form id="form">
   <input type="text" id="message" autocomplete="off" placeholder="type a message" autofocus>
   <button type="submit" id="send">Send</button>
@@ -80,27 +88,49 @@ const PAGE: &str = r#"<!doctype html>
   const state = document.getElementById('state');
   const input = document.getElementById('message');
   const log = document.getElementById('log');
-  const entry = (text) => {
+  const entry = (text, rtt) => {
     const li = document.createElement('li');
     li.textContent = text;
+    if (rtt !== undefined) li.dataset.rtt = rtt.toFixed(1);
     log.appendChild(li);
   };
+  // The echo comes back in order: the send times of the messages in flight.
+  const sentAt = [];
+  let lastBinary = null;
   const scheme = location.protocol === 'https:' ? 'wss://' : 'ws://';
   const ws = new WebSocket(scheme + location.host + '/ws');
-  ws.onopen = () => { state.textContent = 'open'; };
+  ws.binaryType = 'arraybuffer';
+  ws.onopen = () => {
+    state.textContent = 'open';
+    document.getElementById('extensions').textContent = ws.extensions || 'none';
+  };
   ws.onclose = () => { state.textContent = 'closed'; };
   ws.onerror = () => { state.textContent = 'closed'; };
   ws.onmessage = (event) => {
+    const rtt = performance.now() - sentAt.shift();
     if (typeof event.data === 'string') {
-      entry('< ' + event.data);
+      entry('< ' + event.data, rtt);
     } else {
-      entry('< (binary message)');
+      const got = new Uint8Array(event.data);
+      const same = !!lastBinary && got.length === lastBinary.length && got.every((b, i) => b === lastBinary[i]);
+      entry('< (binary: ' + got.length + ' bytes, ' + (same ? 'same' : 'different') + ')', rtt);
     }
+  };
+  const send = (data) => {
+    sentAt.push(performance.now());
+    ws.send(data);
+  };
+  // A binary message of `size` bytes, compressible like most real data.
+  window.sendBinary = (size) => {
+    lastBinary = new Uint8Array(size);
+    for (let i = 0; i < size; i++) lastBinary[i] = (i % 251) ^ ((i >> 12) & 0xff);
+    send(lastBinary);
+    entry('> (binary: ' + size + ' bytes)');
   };
   document.getElementById('form').addEventListener('submit', (event) => {
     event.preventDefault();
     if (ws.readyState !== WebSocket.OPEN) return;
-    ws.send(input.value);
+    send(input.value);
     entry('> ' + input.value);
     input.value = '';
   });
@@ -146,11 +176,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     tracker.set_message_budget(budget);
 
-    let websocket = WebSocketHandler::new(|ws, _req| echo(ws)).config(
-        WebSocketConfig::new()
-            .keep_alive(Duration::from_secs(30))
-            .keep_alive_timeout(Duration::from_secs(10)),
-    );
+    // permessage-deflate without context takeover: nothing kept between messages.
+    let websocket = WebSocketHandler::new(|ws, _req| echo(ws))
+        .config(
+            WebSocketConfig::new()
+                .keep_alive(Duration::from_secs(30))
+                .keep_alive_timeout(Duration::from_secs(10)),
+        )
+        .deflate(DeflateConfig::new());
     let router = Router::new()
         .route("/", get(|| async { Html(PAGE) }))
         .route("/echo", post(|body: Bytes| async move { body }))

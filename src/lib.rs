@@ -75,6 +75,9 @@
 //!
 //! - `websocket` (default): the [`websocket`] handler. Pulls in `bytestring` (the storage
 //!   of [`Utf8Bytes`](websocket::Utf8Bytes)), `sha1` and `base64`.
+//! - `deflate`: permessage-deflate (RFC 7692) for the [`websocket`] handler, opt-in per
+//!   handler with [`WebSocketHandler::deflate`](websocket::WebSocketHandler::deflate).
+//!   Pulls in `zlib-rs` and `websocket`.
 //! - `h2c`: the [`h2c`] handler. Off by default: RFC 9113 deprecates the `h2c` upgrade, and
 //!   only some non-browser clients still send it. Pulls in `base64`.
 //! - `axum`: `IntoResponse` for the WebSocket rejections, and axum's request body type on

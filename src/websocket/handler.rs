@@ -48,6 +48,8 @@ struct Settings {
     origin: OriginPolicy,
     config: WebSocketConfig,
     no_http2: bool,
+    #[cfg(feature = "deflate")]
+    deflate: Option<super::DeflateConfig>,
 }
 
 /// The callback of a [`WebSocketHandler::new`] handler: gets a ready [`WebSocket`].
@@ -226,6 +228,24 @@ impl<C> WebSocketHandler<C> {
         self.settings.no_http2 = !enable;
         self
     }
+
+    /// Negotiates permessage-deflate (RFC 7692) with clients that offer it, over HTTP/1.1
+    /// and HTTP/2 alike. See [`DeflateConfig`](super::DeflateConfig) for the two modes,
+    /// and the [module docs](crate::websocket#permessage-deflate) for their memory.
+    ///
+    /// The first acceptable offer in `Sec-WebSocket-Extensions` is accepted; offers with
+    /// unknown, repeated or invalid parameters are declined by leaving them out of the
+    /// answer, and the handshake goes on without compression. With a
+    /// [`raw`](Self::raw) handler, [`Handshake::deflate`] tells whether it was negotiated,
+    /// and the compression is yours to do.
+    ///
+    /// The default is no compression: extensions are declined.
+    #[cfg(feature = "deflate")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "deflate")))]
+    pub fn deflate(mut self, config: super::DeflateConfig) -> Self {
+        self.settings.deflate = Some(config);
+        self
+    }
 }
 
 impl Settings {
@@ -255,6 +275,11 @@ impl Settings {
         // The request's header values are slices of hyper's read buffer: keeping one alive
         // would keep that whole buffer (8 KiB or more) alive for the life of the
         // connection. The handshake keeps copies.
+        #[cfg(feature = "deflate")]
+        let deflate = self
+            .deflate
+            .as_ref()
+            .and_then(|config| super::deflate::negotiate(&req.headers, config));
         let mut accepted = Accepted::new(Handshake {
             key: key.and_then(|k| k.as_bytes().try_into().ok()),
             protocol: protocol.clone(),
@@ -265,6 +290,8 @@ impl Settings {
                 .map(copy_value)
                 .collect(),
             http2,
+            #[cfg(feature = "deflate")]
+            deflate: deflate.as_ref().map(|(agreed, _)| *agreed),
         });
         let headers = accepted.headers_mut();
         if let Some(key) = key {
@@ -272,6 +299,10 @@ impl Settings {
         }
         if let Some(protocol) = protocol {
             headers.insert(header::SEC_WEBSOCKET_PROTOCOL, protocol);
+        }
+        #[cfg(feature = "deflate")]
+        if let Some((_, answer)) = deflate {
+            headers.insert(header::SEC_WEBSOCKET_EXTENSIONS, answer);
         }
         // RFC 6455 §9.1: extensions not implemented here are left out of the response,
         // which declines them; the handshake still succeeds.
@@ -342,8 +373,11 @@ where
     ) -> impl Future<Output = Result<(), BoxError>> + Send {
         // Only the subprotocol is kept (the rest of the handshake is in the request); the
         // rest is dropped now rather than held for the life of the connection.
-        let mut ws = WebSocket::from_raw_socket(io, self.settings.config)
-            .with_protocol(handshake.into_protocol())
+        let ws = WebSocket::from_raw_socket(io, self.settings.config);
+        #[cfg(feature = "deflate")]
+        let ws = ws.with_deflate(handshake.deflate);
+        let mut ws = ws
+            .with_protocol(handshake.protocol)
             .close_on(req.shutdown().clone());
         // Without a budget set when the connection starts, frames are not counted at all.
         if req.message_budget().limit().is_some() {
@@ -387,14 +421,16 @@ where
 
 impl<C> fmt::Debug for WebSocketHandler<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WebSocketHandler")
-            .field("protocols", &self.settings.protocols)
+        let mut d = f.debug_struct("WebSocketHandler");
+        d.field("protocols", &self.settings.protocols)
             .field("select_protocol", &self.settings.selector.is_some())
             .field("require_protocol", &self.settings.require_protocol)
             .field("origin_policy", &self.settings.origin)
             .field("config", &self.settings.config)
-            .field("http2", &!self.settings.no_http2)
-            .finish()
+            .field("http2", &!self.settings.no_http2);
+        #[cfg(feature = "deflate")]
+        d.field("deflate", &self.settings.deflate);
+        d.finish()
     }
 }
 
@@ -538,6 +574,41 @@ mod tests {
                 .is_none()
         );
         assert_eq!(a.state.extensions_offered().len(), 1);
+    }
+
+    #[cfg(feature = "deflate")]
+    #[test]
+    fn deflate_is_negotiated_when_turned_on_over_http1_and_http2() {
+        let h = handler().deflate(crate::websocket::DeflateConfig::new());
+        let offer = "permessage-deflate; client_max_window_bits";
+        let mut a = accepted(decide(
+            &h,
+            request().header("sec-websocket-extensions", offer),
+        ));
+        assert_eq!(
+            a.headers_mut()[header::SEC_WEBSOCKET_EXTENSIONS],
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+        );
+        assert!(a.state.deflate());
+        let h2 = Request::connect("http://example.com/ws")
+            .version(Version::HTTP_2)
+            .header("sec-websocket-version", "13")
+            .header("sec-websocket-extensions", offer);
+        let mut a = accepted(decide(&h, h2));
+        assert!(
+            a.headers_mut()
+                .contains_key(header::SEC_WEBSOCKET_EXTENSIONS)
+        );
+        // A bad offer is declined and the handshake goes on.
+        let mut a = accepted(decide(
+            &h,
+            request().header("sec-websocket-extensions", "permessage-deflate; x=1"),
+        ));
+        assert!(
+            !a.headers_mut()
+                .contains_key(header::SEC_WEBSOCKET_EXTENSIONS)
+        );
+        assert!(!a.state.deflate());
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub struct Handshake {
     pub(crate) protocol: Option<HeaderValue>,
     pub(crate) extensions: Vec<HeaderValue>,
     pub(crate) http2: bool,
+    /// What permessage-deflate negotiated, if it was.
+    #[cfg(feature = "deflate")]
+    pub(crate) deflate: Option<super::deflate::Agreed>,
 }
 
 impl Handshake {
@@ -45,15 +48,21 @@ impl Handshake {
 
     /// The `Sec-WebSocket-Extensions` lines the client sent, as sent.
     ///
-    /// None of them was accepted: this crate negotiates no extension, so the frames use
-    /// none (the RSV bits are 0, RFC 6455 §9.1).
+    /// None of them was accepted unless permessage-deflate was turned on
+    /// ([`WebSocketHandler::deflate`](super::WebSocketHandler::deflate)) and
+    /// [`deflate`](Self::deflate) says it was negotiated.
     #[must_use]
     pub fn extensions_offered(&self) -> &[HeaderValue] {
         &self.extensions
     }
 
-    pub(crate) fn into_protocol(self) -> Option<HeaderValue> {
-        self.protocol
+    /// Whether permessage-deflate (RFC 7692) was negotiated: the `101` carries its
+    /// `Sec-WebSocket-Extensions`, and data frames may then set RSV1.
+    #[cfg(feature = "deflate")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "deflate")))]
+    #[must_use]
+    pub fn deflate(&self) -> bool {
+        self.deflate.is_some()
     }
 
     /// Whether this is a WebSocket over an HTTP/2 stream (RFC 8441) rather than a

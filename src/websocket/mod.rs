@@ -117,15 +117,17 @@
 //! Names compare as RFC 9110 says: `Upgrade: WebSocket` works (case-insensitive), and
 //! `Connection` is a list (`Connection: keep-alive, Upgrade` works).
 //! `Sec-WebSocket-Accept` is base64(SHA-1(key + `258EAFA5-E914-47DA-95CA-C5AB0DC85B11`)).
-//! Extensions (`Sec-WebSocket-Extensions`, e.g. `permessage-deflate`) are never accepted:
-//! they are left out of the `101`, which declines them (RFC 6455 §9.1), and the handshake
-//! goes on. The offers are kept in [`Handshake::extensions_offered`].
+//! Extensions (`Sec-WebSocket-Extensions`) are declined by leaving them out of the `101`
+//! (RFC 6455 §9.1), and the handshake goes on; the one exception is `permessage-deflate`
+//! on a handler with [`deflate`](WebSocketHandler::deflate) on (see
+//! [below](#permessage-deflate)). The offers are kept in [`Handshake::extensions_offered`].
 //!
 //! # Framing
 //!
 //! The [`WebSocket`] is this crate's own, down to the frame codec: the buffers, the async
-//! IO, the RFC 6455 §5 message rules (fragments, UTF-8 checked frame by frame, control
-//! frames, the closing handshake) and the parsing and formatting of frame heads. The rules
+//! IO, the RFC 6455 §5 message rules (fragments, UTF-8 checked as it arrives, even inside
+//! a frame that has only partly arrived, control frames, the closing handshake) and the
+//! parsing and formatting of frame heads. The rules
 //! a head settles on its own (reserved bits, masking, control frames fragmented or over 125
 //! bytes) and the size limits are checked as soon as the head arrives, before its payload
 //! is read. The head codec is tested at every length boundary and every truncation, and
@@ -152,6 +154,74 @@
 //! The public API ([`Message`], [`Utf8Bytes`], [`CloseFrame`], [`Error`], [`WebSocket`])
 //! exposes none of the codec's types, so the framing can change without breaking users.
 //!
+//! # permessage-deflate
+//!
+//! With the `deflate` feature, [`WebSocketHandler::deflate`] turns on RFC 7692 compression
+//! for clients that offer it (every browser does), over HTTP/1.1 and HTTP/2:
+//!
+//! ```
+//! # #[cfg(feature = "deflate")] {
+//! use tower_upgrade::websocket::{DeflateConfig, WebSocketHandler};
+//! # let echo = |_ws, _req| async {};
+//! // The default: no context takeover, nothing kept between messages.
+//! let handler = WebSocketHandler::new(echo).deflate(DeflateConfig::new());
+//! # let _ = handler;
+//! // Context takeover: better compression of similar messages, memory per connection.
+//! let handler = WebSocketHandler::new(echo).deflate(DeflateConfig::context_takeover());
+//! # let _ = handler;
+//! # }
+//! ```
+//!
+//! - **Negotiation.** Every offer in every `Sec-WebSocket-Extensions` line is read, quoted
+//!   values included; the first acceptable one is answered, and offers with an unknown,
+//!   repeated or invalid parameter are declined (left out) without failing the handshake.
+//!   All four parameters are understood, `client_max_window_bits` also without a value; a
+//!   window of 8 is answered 8 and compressed with 9, as zlib needs (its longest distance,
+//!   250 bytes, fits a 256-byte window).
+//! - **Framing.** RSV1 is set on the first frame of a compressed message only, and
+//!   accepted there only; control frames are never compressed. RSV1 elsewhere, or on a
+//!   connection that did not negotiate deflate, closes with `1002`. Messages under
+//!   [`DeflateConfig::threshold`] (64 bytes) are sent uncompressed, and so is a message that
+//!   compressing would not shrink (without context takeover).
+//! - **Bombs.** [`max_message_size`](WebSocketHandler::max_message_size) bounds the
+//!   *inflated* size and is checked while inflating, in pieces of at most 64 KiB: a 1 MiB
+//!   frame that would inflate to 1 GiB closes with `1009` once the limit is passed, having
+//!   held at most the limit and one piece.
+//! - **UTF-8.** Inflated text is checked as it is inflated, and fails with `1007` at the
+//!   piece that holds the invalid bytes.
+//!
+//! **Memory.** In the default mode ([`DeflateConfig::new`]) the server answers
+//! `server_no_context_takeover` and `client_no_context_takeover` (RFC 7692 lets it add
+//! both), so no compressor or inflater lives between messages: one is taken from a pool
+//! of at most 8 idle ones of each kind, shared by all connections, for the length of one
+//! message (or, for a fragmented message, until its last frame), and reset when it comes
+//! back. An idle connection with deflate negotiated costs what it costs without, but for
+//! a 32-byte box of the agreed parameters.
+//!
+//! With context takeover ([`DeflateConfig::context_takeover`]) each connection keeps a
+//! compressor and an inflater (the client keeps its context only if it offered
+//! `client_max_window_bits`, so that its window can be bounded; otherwise it is asked not
+//! to). Their size, measured as the growth of the process's resident memory over 1 000 of
+//! each after one 16 KiB message, one setting per process (zlib-rs 0.6.8;
+//! `DEFLATE_MEMORY=12/5 cargo test --features deflate --lib deflate_memory -- --ignored
+//! --nocapture`):
+//!
+//! | window bits / memLevel | compressor | inflater | per connection |
+//! | --- | ---: | ---: | ---: |
+//! | 9 / 1 | 136.6 KiB | 34.3 KiB | 170.9 KiB |
+//! | 10 / 4 | 144.8 KiB | 34.3 KiB | 179.0 KiB |
+//! | **12 / 5** (default) | **164.7 KiB** | **34.3 KiB** | **199.0 KiB** |
+//! | 12 / 8 | 204.8 KiB | 34.4 KiB | 239.2 KiB |
+//! | 15 / 5 | 276.8 KiB | 34.4 KiB | 311.2 KiB |
+//! | 15 / 8 (zlib's default) | 316.6 KiB | 34.3 KiB | 350.9 KiB |
+//!
+//! zlib-rs keeps a hash table of 64 Ki entries (128 KiB) whatever the memLevel, where zlib
+//! keeps `1 << (memLevel + 9)` bytes, and its inflater holds a 32 KiB window whatever the
+//! window bits: so small settings save less than zlib's formula says (Python
+//! `websockets` counts about 70 KiB at 12 / 5 with zlib). The default, 12 / 5, is sized
+//! like `websockets`' rather than zlib's 15 / 8. In the default mode none of this is
+//! per connection: only the pool's (at most 8 of each, about 350 KiB each at 15 / 8).
+//!
 //! # HTTP/2
 //!
 //! The same handler accepts RFC 8441 extended CONNECT requests (`:protocol websocket`)
@@ -165,6 +235,8 @@
 
 pub mod close_code;
 mod config;
+#[cfg(feature = "deflate")]
+mod deflate;
 mod error;
 pub(crate) mod frame;
 mod handler;
@@ -188,3 +260,8 @@ pub use self::{
     socket::WebSocket,
     utf8::Utf8Bytes,
 };
+
+#[cfg(feature = "deflate")]
+#[cfg_attr(docsrs, doc(cfg(feature = "deflate")))]
+#[doc(inline)]
+pub use self::deflate::DeflateConfig;

@@ -7,8 +7,9 @@
 //          CHROMIUM=/path        browser binary (default /usr/bin/chromium, Debian's)
 //          ECHO_TIMEOUT_MS=10000 how long to wait for each step
 //
-// Prints `browser echo: PASS` and exits 0 when the echoed message shows up in the
-// page; otherwise prints what it saw and exits 1.
+// Prints `browser echo: PASS` and exits 0 when permessage-deflate was negotiated and
+// the echoed text message and a 1 MiB binary message show up in the page; otherwise
+// prints what it saw and exits 1.
 //
 // ---------------------------------------------------------------------------
 // PAGE CONTRACT (the page served at the URL must follow it exactly):
@@ -24,7 +25,12 @@
 //               sent:     textContent `> ` + message   (e.g. `> hello`)
 //               received: textContent `< ` + message   (e.g. `< hello`)
 //             i.e. a `>` or `<`, one space, then the message text verbatim
-//             (set with textContent, not innerHTML).
+//             (set with textContent, not innerHTML). A received entry carries its
+//             round trip in ms in `data-rtt`.
+//   #extensions  textContent: the extensions the WebSocket negotiated
+//             (`WebSocket.extensions`) once open.
+//   window.sendBinary(size)  sends a binary message of `size` bytes; its echo is
+//             logged as `< (binary: SIZE bytes, same)` when identical.
 //
 // The page opens its WebSocket by itself on load, to the same host as the page
 // (e.g. ws://HOST:PORT/ws); this test does not tell it where.
@@ -164,12 +170,37 @@ try {
     { timeout: stepTimeout },
   );
 
+  step = 'check #extensions shows permessage-deflate';
+  const extensions = await page.evaluate(() => document.getElementById('extensions').textContent.trim());
+  if (!extensions.startsWith('permessage-deflate')) {
+    throw new Error(`permessage-deflate was not negotiated: #extensions is ${JSON.stringify(extensions)}`);
+  }
+  const rtt = await page.evaluate(
+    (want) => Array.from(document.getElementById('log').children).find((e) => e.textContent.trim() === want)?.dataset.rtt,
+    `< ${message}`,
+  );
+  if (rtt === undefined) throw new Error('the echo has no data-rtt round trip');
+
+  step = 'send a 1 MiB binary message with window.sendBinary and wait for its echo';
+  const size = 1 << 20;
+  await page.evaluate((n) => window.sendBinary(n), size);
+  await page.waitForFunction(
+    (want) => Array.from(document.getElementById('log').children).some((e) => e.textContent.trim() === want),
+    `< (binary: ${size} bytes, same)`,
+    { timeout: stepTimeout },
+  );
+  const binRtt = await page.evaluate(
+    () => Array.from(document.getElementById('log').children).filter((e) => e.textContent.startsWith('< (binary')).pop()?.dataset.rtt,
+  );
+
   await shoot();
   const sentShown = await page.evaluate(
     (want) => Array.from(document.getElementById('log').children).some((e) => e.textContent.trim() === want),
     `> ${message}`,
   );
   if (!sentShown) console.log(`browser echo: note: no "> ${message}" entry in #log`);
+  console.log(`browser echo: negotiated ${JSON.stringify(extensions)}`);
+  console.log(`browser echo: round trips: text ${rtt} ms, 1 MiB binary ${binRtt} ms`);
   console.log(`browser echo: echoed ${JSON.stringify(message)} via ${seen.sockets.map((s) => s.url).join(', ') || '?'}`);
   console.log('browser echo: PASS');
   clearTimeout(watchdog);

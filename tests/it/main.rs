@@ -7,6 +7,8 @@ mod support;
 mod bounds;
 #[cfg(all(feature = "websocket", feature = "h2c"))]
 mod chat_app;
+#[cfg(feature = "deflate")]
+mod deflate;
 #[cfg(all(feature = "websocket", feature = "h2c"))]
 mod chat_redis;
 #[cfg(all(feature = "websocket", feature = "h2c"))]

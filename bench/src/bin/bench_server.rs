@@ -39,6 +39,10 @@
 //! [`Tracker`]: tower_upgrade::Tracker
 //! [`H2c`]: tower_upgrade::h2c::H2c
 
+/// The permessage-deflate servers (`load echo --deflate`, `load idle --deflate`).
+#[path = "../deflate_server.rs"]
+mod deflate_server;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::io::{self, Read, Write};
@@ -72,6 +76,10 @@ use tower_upgrade_bench::{apply_mask, pin_to_cpu, raise_nofile_limit};
 enum Impl {
     Floor,
     TowerUpgrade,
+    TowerUpgradeDeflate,
+    TowerUpgradeDeflateTakeover,
+    FloorDeflate,
+    YawcDeflate,
     TowerUpgradeRaw,
     TowerUpgradeRawHyper,
     TowerUpgradeHyper,
@@ -86,9 +94,16 @@ enum Impl {
 }
 
 impl Impl {
-    const ALL: [(&'static str, Self); 13] = [
+    const ALL: [(&'static str, Self); 17] = [
         ("floor", Self::Floor),
         ("tower-upgrade", Self::TowerUpgrade),
+        ("tower-upgrade-deflate", Self::TowerUpgradeDeflate),
+        (
+            "tower-upgrade-deflate-takeover",
+            Self::TowerUpgradeDeflateTakeover,
+        ),
+        ("floor-deflate", Self::FloorDeflate),
+        ("yawc-deflate", Self::YawcDeflate),
         ("tower-upgrade-raw", Self::TowerUpgradeRaw),
         ("tower-upgrade-raw-hyper", Self::TowerUpgradeRawHyper),
         ("tower-upgrade-hyper", Self::TowerUpgradeHyper),
@@ -241,6 +256,14 @@ async fn serve(imp: Impl, listener: TcpListener) -> io::Result<()> {
     match imp {
         Impl::Floor => accept_loop(listener, floor_conn).await,
         Impl::TowerUpgrade => serve_tower_upgrade(listener).await,
+        Impl::TowerUpgradeDeflate => {
+            serve_axum(listener, deflate_server::tower_upgrade_app(false)).await
+        }
+        Impl::TowerUpgradeDeflateTakeover => {
+            serve_axum(listener, deflate_server::tower_upgrade_app(true)).await
+        }
+        Impl::FloorDeflate => accept_loop(listener, deflate_server::floor_conn).await,
+        Impl::YawcDeflate => accept_loop(listener, deflate_server::yawc_conn).await,
         Impl::TowerUpgradeHyper => {
             let layer = tower_upgrade_layer();
             accept_loop(listener, move |tcp| {

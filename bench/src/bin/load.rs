@@ -89,6 +89,18 @@ const WS_IMPLS: &[&str] = &[
     "axum",
     "hyper-tungstenite",
 ];
+/// `echo --deflate` and `idle --deflate`: permessage-deflate without context takeover
+/// (`bench/src/deflate_server.rs`); `idle` also measures the crate's
+/// context-takeover mode.
+const DEFLATE_IMPLS: &[&str] = &["floor-deflate", "tower-upgrade-deflate", "yawc-deflate"];
+const DEFLATE_IDLE_IMPLS: &[&str] = &[
+    "floor",
+    "tower-upgrade",
+    "floor-deflate",
+    "tower-upgrade-deflate",
+    "yawc-deflate",
+    "tower-upgrade-deflate-takeover",
+];
 const PASS_IMPLS: &[&str] = &["plain-axum", "layered-axum"];
 const H2_IMPLS: &[&str] = &["h2c", "h2-prior-knowledge"];
 
@@ -116,6 +128,10 @@ flags (defaults in brackets):
   --max-ops N         at most this many operations per measured run [5000000]
   --sizes A,B         echo message sizes in bytes [20,16384]
   --text              echo text messages instead of binary
+  --deflate           echo and idle with permessage-deflate: JSON-like text messages,
+                      compressed by the client; the deflate servers, a floor that makes
+                      the same zlib-rs calls, and yawc; idle also after one compressed
+                      16 KiB message
   --idle-conns N      WebSockets held open by the idle measurement [10000]
   --h2-conns N        HTTP/2 connections [4]
   --h2-streams N      concurrent streams per HTTP/2 connection [16]
@@ -163,6 +179,7 @@ struct Opts {
     max_ops: u64,
     sizes: Vec<usize>,
     text: bool,
+    deflate: bool,
     idle_conns: usize,
     h2_conns: usize,
     h2_streams: usize,
@@ -208,6 +225,7 @@ impl Opts {
             max_ops: 5_000_000,
             sizes: vec![20, 16 * 1024],
             text: false,
+            deflate: false,
             idle_conns: 10_000,
             h2_conns: 4,
             h2_streams: 16,
@@ -226,6 +244,11 @@ impl Opts {
         };
         while let Some(flag) = args.next() {
             if flag == "--text" {
+                opts.text = true;
+                continue;
+            }
+            if flag == "--deflate" {
+                opts.deflate = true;
                 opts.text = true;
                 continue;
             }
@@ -1096,15 +1119,27 @@ async fn handshakes(
 // ===== echo =====
 
 async fn echo(opts: &Opts, size: usize) -> String {
-    let impls = opts.select(WS_IMPLS);
+    let impls = opts.select(if opts.deflate {
+        DEFLATE_IMPLS
+    } else {
+        WS_IMPLS
+    });
+    let ratios = std::sync::Mutex::new(Vec::new());
     let opcode = if opts.text { 0x1 } else { 0x2 };
     let rows = round_robin(
         opts,
         &format!("echo {size} B"),
         &impls,
         async |server: &Server| {
-            let conns = echo_conns(server.addr, opts.conns, size, opcode).await?;
+            let conns = echo_conns(server.addr, opts.conns, size, opcode, opts.deflate).await?;
             let conns = echo_load(conns, opts.warmup_time, opts.max_ops).await?.0;
+            if opts.deflate {
+                let c = &conns[0];
+                ratios
+                    .lock()
+                    .unwrap()
+                    .push((server.imp, c.reply_len as f64 / size as f64));
+            }
             let mut conns = Some(conns);
             let sample = Sample::measure(server, async {
                 Ok(
@@ -1118,18 +1153,42 @@ async fn echo(opts: &Opts, size: usize) -> String {
         },
     )
     .await;
-    metrics_table(
+    let mut out = metrics_table(
         &format!(
-            "Echo: {} connections, {size}-byte {} messages, one in flight per connection",
+            "Echo: {} connections, {size}-byte {} messages{}, one in flight per connection",
             opts.conns,
-            if opts.text { "text" } else { "binary" }
+            if opts.text { "text" } else { "binary" },
+            if opts.deflate {
+                " (JSON-like, compressed by the client)"
+            } else {
+                ""
+            },
         ),
         "msg",
         &rows,
-        &["tower-upgrade", "tower-upgrade-raw"],
-        Some("floor"),
+        &[
+            "tower-upgrade",
+            "tower-upgrade-raw",
+            "tower-upgrade-deflate",
+        ],
+        Some(if opts.deflate {
+            "floor-deflate"
+        } else {
+            "floor"
+        }),
         opts.max_other,
-    )
+    );
+    let ratios = ratios.into_inner().unwrap();
+    for imp in impls {
+        let mine: Vec<f64> = ratios.iter().filter(|r| r.0 == imp).map(|r| r.1).collect();
+        if let Some(r) = mine.first() {
+            let _ = writeln!(
+                out,
+                "compressed size / message size, server to client, {imp}: {r:.3}"
+            );
+        }
+    }
+    out
 }
 
 /// Opens `count` WebSockets, each with its `size`-byte message (`opcode`) masked once.
@@ -1138,23 +1197,112 @@ async fn echo_conns(
     count: usize,
     size: usize,
     opcode: u8,
+    deflate: bool,
 ) -> io::Result<Vec<EchoConn>> {
-    let request = upgrade_request(addr);
+    let request = if deflate {
+        deflate_upgrade_request(addr)
+    } else {
+        upgrade_request(addr)
+    };
     let mut conns = Vec::with_capacity(count);
     for i in 0..count {
         let (tcp, rd) = ws_connect(addr, &request, Reader::new(size + 64)).await?;
-        // Printable payload, so that text mode sends valid UTF-8.
-        let payload: Vec<u8> = (0..size).map(|j| b'a' + ((i + j) % 26) as u8).collect();
         let key = (i as u32).wrapping_mul(0x9e37_79b9).to_be_bytes();
-        let frame = masked_frame(opcode, &payload, key);
+        let (payload, frame) = if deflate {
+            let payload = json_like(size, i);
+            let frame = compressed_frame(opcode, &payload, key);
+            (payload, frame)
+        } else {
+            // Printable payload, so that text mode sends valid UTF-8.
+            let payload: Vec<u8> = (0..size).map(|j| b'a' + ((i + j) % 26) as u8).collect();
+            let frame = masked_frame(opcode, &payload, key);
+            (payload, frame)
+        };
         conns.push(EchoConn {
             tcp,
             rd,
             frame,
             payload,
+            deflate,
+            reply_b0: 0,
+            reply_len: 0,
         });
     }
     Ok(conns)
+}
+
+/// `size` bytes of JSON-like text, a little different for each connection.
+fn json_like(size: usize, conn: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(size + 96);
+    let mut i = conn;
+    while out.len() < size {
+        let _ = write!(
+            ByteWriter(&mut out),
+            r#"{{"id":{i},"user":"user{}","kind":"update","value":{},"ok":true}},"#,
+            i % 17,
+            (i * 7919) % 1000
+        );
+        i += 1;
+    }
+    out.truncate(size);
+    out
+}
+
+/// `write!` into a `Vec<u8>`.
+struct ByteWriter<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for ByteWriter<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// The upgrade request with a browser's permessage-deflate offer.
+fn deflate_upgrade_request(addr: SocketAddr) -> Vec<u8> {
+    format!(
+        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {WS_KEY}\r\n\
+         Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// A client frame of `payload` compressed on its own (raw deflate, sync flush, the tail
+/// taken off: RFC 7692 §7.2.1), RSV1 set, masked by `key`.
+fn compressed_frame(opcode: u8, payload: &[u8], key: [u8; 4]) -> Vec<u8> {
+    use flate2::{Compress, Compression, FlushCompress};
+    let mut c = Compress::new(Compression::new(6), false);
+    let mut out = Vec::with_capacity(payload.len() + 64);
+    c.compress_vec(payload, &mut out, FlushCompress::Sync)
+        .expect("compress");
+    assert!(out.ends_with(&[0, 0, 0xff, 0xff]), "the whole payload fits");
+    out.truncate(out.len() - 4);
+    let mut frame = masked_frame(opcode, &out, key);
+    frame[0] |= 0x40;
+    frame
+}
+
+/// A server's message, inflated when RSV1 is set.
+fn inflate_reply(b0: u8, payload: &[u8]) -> Vec<u8> {
+    use flate2::{Decompress, FlushDecompress};
+    if b0 & 0x40 == 0 {
+        return payload.to_vec();
+    }
+    let mut input = payload.to_vec();
+    input.extend_from_slice(&[0, 0, 0xff, 0xff]);
+    let mut d = Decompress::new(false);
+    let mut out = Vec::with_capacity(payload.len() * 16 + 1024);
+    while (d.total_in() as usize) < input.len() {
+        out.reserve(out.capacity().max(1024));
+        let at = d.total_in() as usize;
+        if d.decompress_vec(&input[at..], &mut out, FlushDecompress::Sync)
+            .is_err()
+        {
+            return Vec::new();
+        }
+    }
+    out
 }
 
 struct EchoConn {
@@ -1162,8 +1310,13 @@ struct EchoConn {
     rd: Reader,
     /// The masked frame, built once.
     frame: Vec<u8>,
-    /// Its payload unmasked, to check the first echo against.
+    /// Its payload unmasked (uncompressed), to check the first echo against.
     payload: Vec<u8>,
+    /// permessage-deflate: the first echo is inflated and checked, the others must have
+    /// its first byte and length (each message is compressed alike).
+    deflate: bool,
+    reply_b0: u8,
+    reply_len: usize,
 }
 
 /// Each connection sends its frame and reads the echo, until `duration` has passed or
@@ -1184,7 +1337,13 @@ async fn echo_load(
                 let t = Instant::now();
                 c.tcp.write_all(&c.frame).await?;
                 let (b0, payload) = c.rd.frame(&mut c.tcp).await?;
-                let ok = if i == 0 {
+                let ok = if c.deflate && i == 0 {
+                    c.reply_b0 = b0;
+                    c.reply_len = payload.len();
+                    inflate_reply(b0, &c.rd.buf[payload]) == c.payload
+                } else if c.deflate {
+                    b0 == c.reply_b0 && payload.len() == c.reply_len
+                } else if i == 0 {
                     c.rd.buf[payload] == c.payload[..]
                 } else {
                     payload.len() == c.payload.len()
@@ -1248,12 +1407,22 @@ impl Workload {
 /// time, both are repeatable on a busy machine; instructions leave out the kernel, which
 /// the system calls stand in for.
 async fn counts(opts: &Opts) -> String {
-    let impls = opts.select(WS_IMPLS);
+    let impls = opts.select(if opts.deflate {
+        DEFLATE_IMPLS
+    } else {
+        WS_IMPLS
+    });
     let workloads = [
         Workload::Handshake,
         Workload::Echo(20),
         Workload::Echo(16 * 1024),
     ];
+    // `--deflate`: the echoes only, of JSON-like text compressed by the client.
+    let workloads = if opts.deflate {
+        &workloads[1..]
+    } else {
+        &workloads[..]
+    };
     let dir = std::env::temp_dir().join(format!("tower-upgrade-counts-{}", std::process::id()));
     if let Err(e) = std::fs::create_dir_all(&dir) {
         return format!("counts: cannot create {}: {e}\n", dir.display());
@@ -1263,7 +1432,7 @@ async fn counts(opts: &Opts) -> String {
         let mut rows: Vec<(&str, Vec<Result<f64, String>>)> = Vec::new();
         for &imp in &impls {
             let mut cells = Vec::new();
-            for workload in workloads {
+            for &workload in workloads {
                 let cell = per_op(opts, &dir, counter, imp, workload).await;
                 eprintln!("counts: {imp} {workload:?} {counter:?}: {cell:?}");
                 let not_built = matches!(cell, Err(Failure::NotBuilt));
@@ -1289,12 +1458,28 @@ async fn counts(opts: &Opts) -> String {
             Workload::Echo(20).ops(opts),
             Workload::Echo(16 * 1024).ops(opts),
         );
-        let _ = writeln!(
-            out,
-            "| impl | handshake | vs floor | echo 20 B | vs floor | echo 16 KiB | vs floor |\n\
-             |---|---:|---:|---:|---:|---:|---:|"
-        );
-        let floor = rows.iter().find(|(imp, _)| *imp == "floor").map(|(_, c)| c);
+        let _ = if opts.deflate {
+            writeln!(
+                out,
+                "| impl | echo 20 B | vs floor | echo 16 KiB | vs floor |\n\
+                 |---|---:|---:|---:|---:|"
+            )
+        } else {
+            writeln!(
+                out,
+                "| impl | handshake | vs floor | echo 20 B | vs floor | echo 16 KiB | vs floor |\n\
+                 |---|---:|---:|---:|---:|---:|---:|"
+            )
+        };
+        let floor_name = if opts.deflate {
+            "floor-deflate"
+        } else {
+            "floor"
+        };
+        let floor = rows
+            .iter()
+            .find(|(imp, _)| *imp == floor_name)
+            .map(|(_, c)| c);
         for (imp, cells) in &rows {
             let _ = write!(out, "| {imp} |");
             for (i, cell) in cells.iter().enumerate() {
@@ -1372,7 +1557,8 @@ async fn counted_run(
                 handshakes(server.addr, ops, opts.conns, limit).await?;
             }
             Workload::Echo(size) => {
-                let conns = echo_conns(server.addr, opts.conns, size, 0x2).await?;
+                let opcode = if opts.deflate { 0x1 } else { 0x2 };
+                let conns = echo_conns(server.addr, opts.conns, size, opcode, opts.deflate).await?;
                 let (conns, lat) = echo_load(conns, limit, ops).await?;
                 if lat.len() as u64 != ops {
                     return Err(Failure::Error(format!("{} of {ops} echoes", lat.len())));
@@ -1413,17 +1599,29 @@ struct Idle {
     after_kib: u64,
     /// Resident memory growth per connection, bytes.
     per_conn: f64,
+    /// `--deflate`: the same after one compressed 16 KiB message on each connection.
+    per_conn_after_message: f64,
 }
 
 async fn idle(opts: &Opts) -> String {
-    let impls = opts.select(WS_IMPLS);
+    let impls = opts.select(if opts.deflate {
+        DEFLATE_IDLE_IMPLS
+    } else {
+        WS_IMPLS
+    });
     let n = opts.idle_conns;
     let rows = round_robin(opts, "idle", &impls, async |server: &Server| {
-        // Warm the server up (runtime, allocator), then let it settle.
-        handshakes(server.addr, opts.conns as u64, opts.conns, opts.grace).await?;
+        let deflate = opts.deflate && server.imp.contains("deflate");
+        // Warm the server up (runtime, allocator), then let it settle. With deflate, with
+        // connections like the measured ones (yawc drops the handshake load's close).
+        if deflate {
+            drop(open_idle(server.addr, opts.conns, opts.conns, opts.grace, true).await?);
+        } else {
+            handshakes(server.addr, opts.conns as u64, opts.conns, opts.grace).await?;
+        }
         tokio::time::sleep(Duration::from_millis(300)).await;
         let before_kib = server.rss_kib()?;
-        let mut conns = open_idle(server.addr, n, opts.conns, opts.grace).await?;
+        let mut conns = open_idle(server.addr, n, opts.conns, opts.grace, deflate).await?;
         // Wait until the resident size stops moving (bounded: 3 s).
         let mut after_kib = server.rss_kib()?;
         for _ in 0..30 {
@@ -1433,6 +1631,28 @@ async fn idle(opts: &Opts) -> String {
                 break;
             }
             after_kib = now;
+        }
+        let mut per_conn_after_message = 0.0;
+        if deflate {
+            let payload = json_like(16 * 1024, 0);
+            let frame = compressed_frame(0x1, &payload, [1, 2, 3, 4]);
+            for (i, c) in conns.iter_mut().enumerate() {
+                c.tcp.write_all(&frame).await?;
+                let (b0, range) = c.rd.frame(&mut c.tcp).await?;
+                if i == 0 && inflate_reply(b0, &c.rd.buf[range]) != payload {
+                    return Err(Failure::Error("compressed echo differs".into()));
+                }
+            }
+            let mut now_kib = server.rss_kib()?;
+            for _ in 0..30 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let now = server.rss_kib()?;
+                if now == now_kib {
+                    break;
+                }
+                now_kib = now;
+            }
+            per_conn_after_message = (now_kib.saturating_sub(before_kib) * 1024) as f64 / n as f64;
         }
         // Still alive? One echo on the first and the last connection.
         let last = conns.len().saturating_sub(1);
@@ -1446,6 +1666,7 @@ async fn idle(opts: &Opts) -> String {
             before_kib,
             after_kib,
             per_conn: (after_kib.saturating_sub(before_kib) * 1024) as f64 / n as f64,
+            per_conn_after_message,
         })
     })
     .await;
@@ -1497,6 +1718,20 @@ async fn idle(opts: &Opts) -> String {
          after (each connection upgraded and echoed one 20-byte message), divided by {n}.\n",
         rows.iter().map(|r| r.runs.len()).max().unwrap_or(0)
     );
+    if opts.deflate {
+        let _ = writeln!(
+            out,
+            "\nWith permessage-deflate negotiated (the `*-deflate*` impls), after one compressed \
+             16 KiB JSON-like message echoed on every connection, KiB per connection:"
+        );
+        for row in rows
+            .iter()
+            .filter(|r| !r.runs.is_empty() && r.imp.contains("deflate"))
+        {
+            let after = median(row.runs.iter().map(|r| r.per_conn_after_message).collect());
+            let _ = writeln!(out, "- {}: {:.2}", row.imp, after / 1024.0);
+        }
+    }
     out
 }
 
@@ -1507,10 +1742,15 @@ async fn open_idle(
     n: usize,
     conns: usize,
     limit: Duration,
+    deflate: bool,
 ) -> Result<Vec<EchoConn>, Failure> {
     let deadline = Instant::now() + limit;
     let next = Arc::new(AtomicU64::new(0));
-    let request: Arc<[u8]> = upgrade_request(addr).into();
+    let request: Arc<[u8]> = if deflate {
+        deflate_upgrade_request(addr).into()
+    } else {
+        upgrade_request(addr).into()
+    };
     let mut tasks = JoinSet::new();
     for _ in 0..conns {
         let (next, request) = (Arc::clone(&next), Arc::clone(&request));
@@ -1524,12 +1764,19 @@ async fn open_idle(
                 }
                 let (tcp, rd) = ws_connect(addr, &request, Reader::new(64)).await?;
                 let payload = b"idle connection, 20B".to_vec();
-                let frame = masked_frame(0x2, &payload, [1, 2, 3, 4]);
+                let frame = if deflate {
+                    compressed_frame(0x2, &payload, [1, 2, 3, 4])
+                } else {
+                    masked_frame(0x2, &payload, [1, 2, 3, 4])
+                };
                 let mut c = EchoConn {
                     tcp,
                     rd,
                     frame,
                     payload,
+                    deflate,
+                    reply_b0: 0,
+                    reply_len: 0,
                 };
                 echo_once(&mut c).await?;
                 open.push(c);
@@ -1546,8 +1793,8 @@ async fn open_idle(
 
 async fn echo_once(c: &mut EchoConn) -> io::Result<()> {
     c.tcp.write_all(&c.frame).await?;
-    let (_, payload) = c.rd.frame(&mut c.tcp).await?;
-    if c.rd.buf[payload] != c.payload[..] {
+    let (b0, payload) = c.rd.frame(&mut c.tcp).await?;
+    if inflate_reply(b0, &c.rd.buf[payload]) != c.payload[..] {
         return Err(io::Error::other("echo differs from the message sent"));
     }
     Ok(())
@@ -2065,6 +2312,9 @@ async fn soak_run(opts: &Opts, server: &Server) -> Result<Soak, Failure> {
                         rd,
                         frame,
                         payload,
+                        deflate: false,
+                        reply_b0: 0,
+                        reply_len: 0,
                     };
                     soak_echo(&mut c).await?;
                     Ok::<_, io::Error>(c)

@@ -41,6 +41,26 @@ impl<S> WebSocket<S> {
         ))
     }
 
+    /// Reserves what a compressed frame inflated to beyond its payload (permessage-deflate:
+    /// the payload itself was reserved with its head).
+    #[cfg(feature = "deflate")]
+    pub(super) fn reserve_inflated(
+        &mut self,
+        inflated: usize,
+        payload: usize,
+    ) -> Result<(), Error> {
+        let Some(budget) = &mut self.budget else {
+            return Ok(());
+        };
+        if budget.try_grow(inflated.saturating_sub(payload)) {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorKind::OverBudget,
+            "message over the server's message budget",
+        ))
+    }
+
     /// Gives back the bytes of the message just handed out, or dropped.
     pub(super) fn release(&mut self) {
         if let Some(budget) = &mut self.budget {

@@ -78,6 +78,22 @@ pub struct WebSocket<S = UpgradedIo> {
     /// The bytes of the message being read, reserved against the layer's message budget
     /// (see `budget.rs`); `None` without one.
     budget: Option<BudgetReservation>,
+    /// How much of the frame in progress is unmasked and, for text, checked: text is
+    /// checked as it arrives (RFC 6455 §8.1), not only once the frame is whole.
+    progress: Progress,
+    /// permessage-deflate, when negotiated. Boxed: without context takeover it holds only
+    /// the agreed parameters between messages.
+    #[cfg(feature = "deflate")]
+    deflate: Option<Box<crate::websocket::deflate::DeflateState>>,
+}
+
+/// See `WebSocket::progress`.
+#[derive(Default)]
+struct Progress {
+    /// Payload bytes of the frame in progress already unmasked (and checked, for text).
+    unmasked: usize,
+    /// The start of a code point cut off at `unmasked`.
+    utf8: crate::websocket::utf8::Utf8Tail,
 }
 
 enum State {
@@ -121,8 +137,21 @@ impl<S> WebSocket<S> {
             config,
             protocol: None,
             expect: 0,
+            progress: Progress::default(),
+            #[cfg(feature = "deflate")]
+            deflate: None,
             budget: None,
         }
+    }
+
+    /// Uses permessage-deflate as negotiated in the handshake.
+    #[cfg(feature = "deflate")]
+    pub(crate) fn with_deflate(
+        mut self,
+        agreed: Option<crate::websocket::deflate::Agreed>,
+    ) -> Self {
+        self.deflate = agreed.map(|a| Box::new(crate::websocket::deflate::DeflateState::new(a)));
+        self
     }
 
     /// Closes the connection with `1001 Going Away` when `signal` fires, as
@@ -190,6 +219,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         self.read_buf = BytesMut::new();
         self.partial = None;
         self.header = None;
+        self.progress = Progress::default();
+        #[cfg(feature = "deflate")]
+        if let Some(deflate) = &mut self.deflate {
+            deflate.abort();
+        }
         self.release();
         self.state = State::Finishing(Finish::Error(e));
     }

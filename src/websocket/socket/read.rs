@@ -18,7 +18,7 @@ use crate::websocket::error::{Error, ErrorKind};
 use crate::websocket::frame::{self, Head, OpCode};
 use crate::websocket::mask::apply_mask;
 use crate::websocket::message::{CloseFrame, Message};
-use crate::websocket::utf8::{Utf8Bytes, check_utf8};
+use crate::websocket::utf8::{Utf8Bytes, Utf8Tail, check_utf8};
 
 /// The biggest buffer an idle read allocates up front, for a connection whose last frame
 /// did not fit the scratch buffer (see `WebSocket::expect`).
@@ -31,6 +31,8 @@ pub(super) struct Partial {
     /// How many bytes of `data` are known to be valid UTF-8 (text only); the rest is at most
     /// an incomplete code point.
     utf8_valid: usize,
+    /// Compressed (permessage-deflate): `data` holds what its frames inflated to so far.
+    compressed: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
@@ -125,7 +127,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                         "the peer closed the connection without a close frame",
                     ))));
                 }
-                Ok(_) => self.heard(),
+                Ok(_) => {
+                    self.heard();
+                    if let Err(e) = self.check_text_so_far() {
+                        self.fail(e);
+                    }
+                }
                 Err(e) => {
                     self.state = State::Closed;
                     return Poll::Ready(Some(Err(Error::io(e))));
@@ -254,17 +261,71 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             self.read_buf.split_to(len)
         };
         if let Some(mask) = head.mask {
-            apply_mask(&mut payload, mask);
+            // What `check_text_so_far` unmasked already, the mask turned to match.
+            let done = std::mem::take(&mut self.progress).unmasked;
+            apply_mask(&mut payload[done..], rotated(mask, done));
         }
         Ok(Some((head, payload)))
+    }
+
+    /// RFC 6455 §8.1: fails a text frame still arriving as soon as the bytes so far cannot
+    /// be UTF-8, rather than once it is whole (Autobahn 6.4.3 and 6.4.4). The bytes that
+    /// arrived are unmasked in place and checked; only the start of a code point they cut
+    /// off is kept aside. A frame that arrived whole is left to `next_frame`, at no cost.
+    fn check_text_so_far(&mut self) -> Result<(), Error> {
+        let Some(head) = self.header else {
+            return Ok(());
+        };
+        let len = head.len as usize;
+        let from = self.progress.unmasked;
+        let to = self.read_buf.len().min(len);
+        if to == len || to <= from {
+            return Ok(());
+        }
+        let partial = self.partial.as_deref();
+        let text = match head.opcode {
+            OpCode::Text => head.rsv == 0,
+            OpCode::Continuation => partial.is_some_and(|p| p.text && !p.compressed),
+            _ => false,
+        };
+        let Some(mask) = head.mask.filter(|_| text) else {
+            return Ok(());
+        };
+        if from == 0 {
+            self.progress.utf8 = match (head.opcode, partial) {
+                (OpCode::Continuation, Some(p)) => Utf8Tail::new(&p.data[p.utf8_valid..]),
+                _ => Utf8Tail::default(),
+            };
+        }
+        apply_mask(&mut self.read_buf[from..to], rotated(mask, from));
+        self.progress.unmasked = to;
+        self.progress.utf8.feed(&self.read_buf[from..to])
+    }
+
+    /// Whether permessage-deflate was negotiated.
+    fn deflate_on(&self) -> bool {
+        #[cfg(feature = "deflate")]
+        {
+            self.deflate.is_some()
+        }
+        #[cfg(not(feature = "deflate"))]
+        {
+            false
+        }
     }
 
     /// The RFC 6455 §5 rules that a frame head settles on its own, and the size limits:
     /// checked before the payload is read.
     fn check_head(&self, head: &Head) -> Result<(), Error> {
         let protocol = |detail| Err(Error::new(ErrorKind::Protocol, detail));
-        // RFC 6455 §5.2: no extension was negotiated, so the RSV bits must be 0.
-        if head.rsv != 0 {
+        // RFC 6455 §5.2: the RSV bits are 0 unless an extension says otherwise;
+        // permessage-deflate sets RSV1 on the first frame of a compressed message only, and
+        // never on a control frame (RFC 7692 §6).
+        if head.rsv != 0
+            && !(head.rsv == 0x40
+                && matches!(head.opcode, OpCode::Text | OpCode::Binary)
+                && self.deflate_on())
+        {
             return protocol("reserved bits set without an extension");
         }
         // RFC 6455 §5.1: a server MUST close the connection on an unmasked frame.
@@ -320,6 +381,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 let Some(partial) = &mut self.partial else {
                     return protocol("continuation frame without a message to continue");
                 };
+                #[cfg(feature = "deflate")]
+                if partial.compressed {
+                    let text = partial.text;
+                    return self.inflate_frame(text, header.fin, &payload);
+                }
                 partial.data.extend_from_slice(&payload);
                 if partial.text {
                     partial.utf8_valid = check_utf8(&partial.data, partial.utf8_valid)?;
@@ -335,6 +401,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     return protocol("new message before the fragmented one ended");
                 }
                 let text = header.opcode == OpCode::Text;
+                #[cfg(feature = "deflate")]
+                if header.rsv != 0 {
+                    // RSV1, which `check_head` allows only with deflate: compressed.
+                    return self.inflate_frame(text, header.fin, &payload);
+                }
                 if header.fin {
                     return finish_message(text, payload).map(Some);
                 }
@@ -343,11 +414,67 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     text,
                     data: payload,
                     utf8_valid,
+                    compressed: false,
                 }));
                 Ok(None)
             }
         }
     }
+
+    /// Inflates a frame of a compressed message (the one in `partial`, or a new one),
+    /// bounded by `max_message_size` and with text checked as it is inflated; returns the
+    /// message when this was its last frame. A message of one frame needs no `partial`.
+    #[cfg(feature = "deflate")]
+    fn inflate_frame(
+        &mut self,
+        text: bool,
+        fin: bool,
+        payload: &[u8],
+    ) -> Result<Option<Message>, Error> {
+        let deflate = self
+            .deflate
+            .as_mut()
+            .expect("RSV1 is refused without deflate");
+        let max = self.config.max_message_size;
+        if let Some(partial) = self.partial.as_mut() {
+            let valid = partial.text.then_some(&mut partial.utf8_valid);
+            let before = partial.data.len();
+            deflate.inflate(payload, fin, &mut partial.data, max, valid)?;
+            let inflated = partial.data.len() - before;
+            self.reserve_inflated(inflated, payload.len())?;
+            if !fin {
+                return Ok(None);
+            }
+            let partial = self.partial.take().expect("checked above");
+            return finish_message(partial.text, partial.data).map(Some);
+        }
+        let mut data = BytesMut::new();
+        let mut utf8_valid = 0;
+        deflate.inflate(
+            payload,
+            fin,
+            &mut data,
+            max,
+            text.then_some(&mut utf8_valid),
+        )?;
+        self.reserve_inflated(data.len(), payload.len())?;
+        if fin {
+            return finish_message(text, data).map(Some);
+        }
+        self.partial = Some(Box::new(Partial {
+            text,
+            data,
+            utf8_valid,
+            compressed: true,
+        }));
+        Ok(None)
+    }
+}
+
+/// The mask as it applies from `offset` bytes into the payload (RFC 6455 §5.3).
+fn rotated(mut mask: [u8; 4], offset: usize) -> [u8; 4] {
+    mask.rotate_left(offset % 4);
+    mask
 }
 
 /// A whole message. Text is checked in full here (which also catches a code point cut off

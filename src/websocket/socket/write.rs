@@ -97,8 +97,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 "control frame payload over 125 bytes",
             ));
         }
+        // permessage-deflate: data messages may be compressed, and their (only) frame then
+        // sets RSV1 (RFC 7692 §6); control frames never are.
+        #[cfg(feature = "deflate")]
+        let (payload, compressed) = match &mut self.deflate {
+            Some(deflate) if !opcode.is_control() => match deflate.compress(&payload)? {
+                Some(compressed) => (compressed, true),
+                None => (payload, false),
+            },
+            _ => (payload, false),
+        };
         let mut head = [0u8; MAX_SERVER_HEAD];
         let head_len = frame::format(&mut head, opcode, payload.len());
+        #[cfg(feature = "deflate")]
+        if compressed {
+            head[0] |= 0x40;
+        }
         if is_close {
             // Even if the write fails, nothing else may be sent.
             self.state = State::CloseSent;
