@@ -90,6 +90,41 @@
 //! # }
 //! ```
 //!
+//! # Reading and writing from two tasks
+//!
+//! [`WebSocket`] is a `Stream` of messages and a `Sink` of them, so `futures`' `split`
+//! gives two halves that two tasks can drive, and `SinkExt::send`, `send_all` and
+//! `StreamExt::forward` work as with axum's and tokio-tungstenite's WebSocket. The reading
+//! half still answers pings and replies to a close while the writing half is busy: the
+//! socket queues those control frames and writes them between data frames, never inside
+//! one. `recv` and `send` (and the `Stream` and `Sink` methods) are cancel-safe: their
+//! state lives in the socket, and a cancelled `send` finishes its frame before any other.
+//!
+//! ```
+//! use futures_util::{SinkExt, StreamExt};
+//! use tokio::sync::mpsc;
+//! use tower_upgrade::websocket::{Message, WebSocketHandler};
+//!
+//! let handler = WebSocketHandler::new(|ws, _req| async move {
+//!     let (mut sink, mut stream) = ws.split();
+//!     let (tx, mut rx) = mpsc::channel::<Message>(16);
+//!     let writer = tokio::spawn(async move {
+//!         while let Some(msg) = rx.recv().await {
+//!             sink.send(msg).await?;
+//!         }
+//!         sink.close().await
+//!     });
+//!     while let Some(Ok(msg)) = stream.next().await {
+//!         if let Message::Text(_) = msg {
+//!             let _ = tx.send(msg).await;
+//!         }
+//!     }
+//!     drop(tx);
+//!     writer.await.map_err(std::io::Error::other)?
+//! });
+//! # let _ = handler;
+//! ```
+//!
 //! # Handshake checks
 //!
 //! Every check below is made by [`WebSocketHandler`] before anything is switched, in this

@@ -7,10 +7,10 @@ mod support;
 mod bounds;
 #[cfg(all(feature = "websocket", feature = "h2c"))]
 mod chat_app;
-#[cfg(feature = "deflate")]
-mod deflate;
 #[cfg(all(feature = "websocket", feature = "h2c"))]
 mod chat_redis;
+#[cfg(feature = "deflate")]
+mod deflate;
 #[cfg(all(feature = "websocket", feature = "h2c"))]
 mod echo_app;
 #[cfg(all(feature = "websocket", feature = "h2c", feature = "axum"))]
@@ -23,6 +23,8 @@ mod hostile_protocols;
 mod lifecycle;
 #[cfg(all(feature = "websocket", feature = "h2c"))]
 mod nginx;
+#[cfg(feature = "websocket")]
+mod sink;
 mod stacking;
 #[cfg(all(feature = "websocket", feature = "h2c", feature = "axum"))]
 mod tower_stack;

@@ -27,6 +27,7 @@ use crate::{BudgetReservation, ShutdownSignal, UpgradedIo};
 
 mod budget;
 mod read;
+mod sink;
 #[cfg(test)]
 mod tests;
 mod timers;

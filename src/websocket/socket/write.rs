@@ -77,6 +77,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// reason over 123), [`ErrorKind::Io`] if writing failed.
     pub async fn send(&mut self, msg: Message) -> Result<(), Error> {
         poll_fn(|cx| self.poll_pending(cx)).await?;
+        self.queue(msg)?;
+        poll_fn(|cx| self.poll_pending(cx)).await.inspect_err(|_| {
+            self.state = State::Closed;
+        })
+    }
+
+    /// Encodes `msg` as the frame in flight, writing nothing yet; the previous frame must be
+    /// written ([`poll_pending`](Self::poll_pending) ready). What [`send`](Self::send) and
+    /// the [`Sink`](futures_sink::Sink) impl share.
+    #[inline]
+    pub(super) fn queue(&mut self, msg: Message) -> Result<(), Error> {
         if !matches!(self.state, State::Open) {
             return Err(Error::new(
                 ErrorKind::AlreadyClosed,
@@ -123,9 +134,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             payload,
             written: 0,
         });
-        poll_fn(|cx| self.poll_pending(cx)).await.inspect_err(|_| {
-            self.state = State::Closed;
-        })
+        Ok(())
     }
 
     /// Closes the connection: sends a close frame (unless one was already sent), then
