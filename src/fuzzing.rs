@@ -73,7 +73,9 @@ pub fn websocket_echo(input: &[u8], chunk: usize) -> Vec<u8> {
         .max_frame_size(1 << 16)
         .max_message_size(1 << 17)
         .read_buffer_size(64);
+    // Timers on: every WebSocket has a keep-alive timer by default.
     let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .expect("a current-thread runtime");
     rt.block_on(async move {

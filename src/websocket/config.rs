@@ -97,6 +97,10 @@ impl WebSocketConfig {
     /// 30 s of silence, and it keeps quiet connections open through proxies that cut them
     /// after 60 s. Turn it off (`keep_alive(None)`) for a protocol with its own heartbeat.
     ///
+    /// Keep-alive uses tokio's timers: the runtime must have them enabled
+    /// (`#[tokio::main]`, `Builder::enable_all` or `enable_time`), or creating the socket
+    /// panics, as any `tokio::time::sleep` does.
+    ///
     /// [`ErrorKind::KeepAliveTimeout`]: super::ErrorKind::KeepAliveTimeout
     pub fn keep_alive(mut self, interval: impl Into<Option<Duration>>) -> Self {
         self.keep_alive = interval.into();
