@@ -92,13 +92,18 @@
 //!
 //! # Reading and writing from two tasks
 //!
-//! [`WebSocket`] is a `Stream` of messages and a `Sink` of them, so `futures`' `split`
-//! gives two halves that two tasks can drive, and `SinkExt::send`, `send_all` and
-//! `StreamExt::forward` work as with axum's and tokio-tungstenite's WebSocket. The reading
-//! half still answers pings and replies to a close while the writing half is busy: the
-//! socket queues those control frames and writes them between data frames, never inside
-//! one. `recv` and `send` (and the `Stream` and `Sink` methods) are cancel-safe: their
-//! state lives in the socket, and a cancelled `send` finishes its frame before any other.
+//! [`WebSocket::split`] gives a [`SendHalf`] and a [`RecvHalf`] that two tasks can own; they
+//! are a `Sink` and a `Stream` of messages, in the order `futures`' `StreamExt::split` gives
+//! them, so `SinkExt::send`, `send_all`, `close` and `StreamExt::forward` work as with
+//! axum's and tokio-tungstenite's WebSocket, and [`reunite`](SendHalf::reunite) puts them
+//! back together. The receiving half still answers pings, replies to a close and runs the
+//! keep-alive timer while the sending half is busy, even blocked in the middle of a frame:
+//! those control frames are written right after it, never inside it. The halves share the
+//! socket through a lock taken for one poll at a time (an uncontended compare-and-swap per
+//! message; see the [`SendHalf`] notes and BENCHMARKS.md for what that costs).
+//!
+//! [`WebSocket`] is itself a `Stream` and a `Sink`, so `futures`' own
+//! `StreamExt::split(ws)` works as well; the inherent `split` is what `ws.split()` calls.
 //!
 //! ```
 //! use futures_util::{SinkExt, StreamExt};
@@ -124,6 +129,12 @@
 //! });
 //! # let _ = handler;
 //! ```
+//!
+//! # Coming from axum or tokio-tungstenite
+//!
+//! [`migrating`] maps axum's `WebSocketUpgrade` / `WebSocket` and tokio-tungstenite's
+//! `WebSocketStream` onto this crate, method by method, with each migration as compiling
+//! code, and lists the [cancel safety](migrating#cancel-safety) of every async method.
 //!
 //! # Handshake checks
 //!
@@ -279,6 +290,7 @@ mod handler;
 mod handshake;
 mod mask;
 mod message;
+pub mod migrating;
 mod origin;
 pub mod rejection;
 mod socket;
@@ -293,7 +305,7 @@ pub use self::{
     message::{CloseCode, CloseFrame, Message},
     origin::OriginPolicy,
     rejection::WebSocketRejection,
-    socket::WebSocket,
+    socket::{RecvHalf, ReuniteError, SendHalf, WebSocket},
     utf8::Utf8Bytes,
 };
 

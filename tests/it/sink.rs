@@ -125,3 +125,63 @@ async fn forward_echoes() {
         Some(TMessage::binary(vec![9; 100_000]))
     );
 }
+
+/// `futures`' own split of the socket (a `BiLock` around it) works too, for code that names
+/// it; `ws.split()` is the crate's halves.
+#[tokio::test]
+async fn futures_split_of_the_socket_works_too() {
+    let addr = serve(|ws| async move {
+        let (sink, stream) = StreamExt::split(ws);
+        stream
+            .try_filter(|msg| std::future::ready(is_data(msg)))
+            .forward(sink)
+            .await
+    })
+    .await;
+    let (mut client, _) = ws_connect(addr, format!("ws://{addr}/")).await;
+    client.send(TMessage::text("one")).await.unwrap();
+    assert_eq!(ws_next(&mut client).await, Some(TMessage::text("one")));
+}
+
+/// Over TCP, with a client that sends but does not read: the send half fills the socket
+/// buffers and blocks in a frame, and the receive half still gets every message.
+#[tokio::test]
+async fn the_receive_half_reads_on_while_the_send_half_is_blocked() {
+    let (got, mut counted) = mpsc::channel::<usize>(1);
+    let addr = serve(move |ws| {
+        let got = got.clone();
+        async move {
+            let (mut tx, mut rx) = ws.split();
+            // Bounded: 64 MiB at most, far past what loopback buffers hold.
+            let flood = tokio::spawn(async move {
+                for _ in 0..1024 {
+                    if tx.send(Message::binary(vec![1; 64 << 10])).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            let mut n = 0;
+            while let Some(Ok(msg)) = rx.recv().await {
+                if is_data(&msg) {
+                    n += 1;
+                    if n == 100 {
+                        let _ = got.send(n).await;
+                    }
+                }
+            }
+            flood.abort();
+            Ok(())
+        }
+    })
+    .await;
+    let (mut client, _) = ws_connect(addr, format!("ws://{addr}/")).await;
+    // Let the flood fill the buffers first.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    for i in 0..100 {
+        client.send(TMessage::text(format!("{i}"))).await.unwrap();
+    }
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), counted.recv())
+        .await
+        .expect("the receive half was blocked by the send half");
+    assert_eq!(n, Some(100));
+}

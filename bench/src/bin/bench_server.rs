@@ -83,6 +83,9 @@ enum Impl {
     TowerUpgradeRaw,
     TowerUpgradeRawHyper,
     TowerUpgradeHyper,
+    TowerUpgradeSplit,
+    TowerUpgradeSplitTasks,
+    TowerUpgradeBilockTasks,
     Axum,
     HyperTungstenite,
     Fastwebsockets,
@@ -94,7 +97,7 @@ enum Impl {
 }
 
 impl Impl {
-    const ALL: [(&'static str, Self); 17] = [
+    const ALL: [(&'static str, Self); 20] = [
         ("floor", Self::Floor),
         ("tower-upgrade", Self::TowerUpgrade),
         ("tower-upgrade-deflate", Self::TowerUpgradeDeflate),
@@ -107,6 +110,9 @@ impl Impl {
         ("tower-upgrade-raw", Self::TowerUpgradeRaw),
         ("tower-upgrade-raw-hyper", Self::TowerUpgradeRawHyper),
         ("tower-upgrade-hyper", Self::TowerUpgradeHyper),
+        ("tower-upgrade-split", Self::TowerUpgradeSplit),
+        ("tower-upgrade-split-tasks", Self::TowerUpgradeSplitTasks),
+        ("tower-upgrade-bilock-tasks", Self::TowerUpgradeBilockTasks),
         ("axum", Self::Axum),
         ("hyper-tungstenite", Self::HyperTungstenite),
         ("fastwebsockets", Self::Fastwebsockets),
@@ -266,6 +272,13 @@ async fn serve(imp: Impl, listener: TcpListener) -> io::Result<()> {
         Impl::YawcDeflate => accept_loop(listener, deflate_server::yawc_conn).await,
         Impl::TowerUpgradeHyper => {
             let layer = tower_upgrade_layer();
+            accept_loop(listener, move |tcp| {
+                tower_upgrade_hyper_conn(tcp, layer.clone())
+            })
+            .await
+        }
+        Impl::TowerUpgradeSplit | Impl::TowerUpgradeSplitTasks | Impl::TowerUpgradeBilockTasks => {
+            let layer = split::layer(imp);
             accept_loop(listener, move |tcp| {
                 tower_upgrade_hyper_conn(tcp, layer.clone())
             })
@@ -714,6 +727,74 @@ fn tower_upgrade_app() -> Router {
 
 async fn serve_tower_upgrade(listener: TcpListener) -> io::Result<()> {
     serve_axum(listener, tower_upgrade_app()).await
+}
+
+// ===== tower-upgrade, split =====
+
+/// The same echo through the socket's halves: `tower-upgrade-split` in one task (what the
+/// halves' lock costs over `tower-upgrade-hyper`), `tower-upgrade-split-tasks` with the
+/// send half in a task of its own fed by a channel (how apps use it), and
+/// `tower-upgrade-bilock-tasks` the same with `futures`' `StreamExt::split` of the socket.
+mod split {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio::sync::mpsc;
+    use tower_upgrade::UpgradeLayer;
+    use tower_upgrade::websocket::{Error, Message, WebSocket, WebSocketHandler};
+
+    use super::Impl;
+
+    pub(super) fn layer(imp: Impl) -> UpgradeLayer {
+        let echo = WebSocketHandler::new(move |ws: WebSocket, _req| async move {
+            match imp {
+                Impl::TowerUpgradeSplit => {
+                    let (mut tx, mut rx) = ws.split();
+                    while let Some(msg) = rx.recv().await {
+                        if let msg @ (Message::Text(_) | Message::Binary(_)) = msg? {
+                            tx.send(msg).await?;
+                        }
+                    }
+                    Ok(())
+                }
+                Impl::TowerUpgradeSplitTasks => {
+                    let (tx, rx) = ws.split();
+                    two_tasks(tx, rx).await
+                }
+                _ => {
+                    let (tx, rx) = StreamExt::split(ws);
+                    two_tasks(tx, rx).await
+                }
+            }
+        });
+        UpgradeLayer::new()
+            .protocol(echo)
+            .expect("valid handler")
+            .require_upgrade()
+    }
+
+    async fn two_tasks<T, R>(mut tx: T, mut rx: R) -> Result<(), Error>
+    where
+        T: futures_util::Sink<Message, Error = Error> + Unpin + Send + 'static,
+        R: futures_util::Stream<Item = Result<Message, Error>> + Unpin,
+    {
+        let (queue, mut queued) = mpsc::channel::<Message>(16);
+        let writer = tokio::spawn(async move {
+            while let Some(msg) = queued.recv().await {
+                tx.send(msg).await?;
+            }
+            Ok::<_, Error>(())
+        });
+        while let Some(msg) = rx.next().await {
+            if let msg @ (Message::Text(_) | Message::Binary(_)) = msg? {
+                if queue.send(msg).await.is_err() {
+                    break;
+                }
+            }
+        }
+        drop(queue);
+        writer
+            .await
+            .map_err(|e| Error::from(std::io::Error::other(e)))?
+    }
 }
 
 // ===== peers =====

@@ -89,6 +89,14 @@ const WS_IMPLS: &[&str] = &[
     "axum",
     "hyper-tungstenite",
 ];
+/// Run only when `--impls` names them: the crate's echo through split halves, in one task
+/// (what the lock costs) and in two tasks joined by a channel, and `futures`' own
+/// `StreamExt::split` of the socket in two tasks, for comparison.
+const OPT_IN_IMPLS: &[&str] = &[
+    "tower-upgrade-split",
+    "tower-upgrade-split-tasks",
+    "tower-upgrade-bilock-tasks",
+];
 /// `echo --deflate` and `idle --deflate`: permessage-deflate without context takeover
 /// (`bench/src/deflate_server.rs`); `idle` also measures the crate's
 /// context-takeover mode.
@@ -120,6 +128,8 @@ subcommands: passthrough, handshake, echo, idle, h2c, soak, counts,
 flags (defaults in brackets):
   --runs N            runs per impl, medians reported [3]
   --impls A,B         only these impls [all of the subcommand's]
+                      (opt-in WebSocket impls, named only: tower-upgrade-split,
+                      tower-upgrade-split-tasks, tower-upgrade-bilock-tasks)
   --conns N           concurrent connections [64]
   --handshakes N      handshakes per run [20000]
   --warmup N          handshakes before each measured handshake run [500]
@@ -297,6 +307,20 @@ impl Opts {
             }
         }
         Ok(opts)
+    }
+
+    /// The WebSocket impls, less those `--impls` leaves out, and the opt-in ones it names.
+    fn select_ws(&self) -> Vec<&'static str> {
+        let mut impls = self.select(WS_IMPLS);
+        if let Some(only) = &self.impls {
+            impls.extend(
+                OPT_IN_IMPLS
+                    .iter()
+                    .copied()
+                    .filter(|name| only.iter().any(|o| o == name)),
+            );
+        }
+        impls
     }
 
     /// The impls of `all`, less those `--impls` leaves out.
@@ -1052,7 +1076,7 @@ async fn keep_alive_load(
 // ===== handshake =====
 
 async fn handshake(opts: &Opts) -> String {
-    let impls = opts.select(WS_IMPLS);
+    let impls = opts.select_ws();
     let rows = round_robin(opts, "handshake", &impls, async |server: &Server| {
         let load = |count: u64| handshakes(server.addr, count, opts.conns, opts.grace);
         load(opts.warmup).await?;
@@ -1119,11 +1143,11 @@ async fn handshakes(
 // ===== echo =====
 
 async fn echo(opts: &Opts, size: usize) -> String {
-    let impls = opts.select(if opts.deflate {
-        DEFLATE_IMPLS
+    let impls = if opts.deflate {
+        opts.select(DEFLATE_IMPLS)
     } else {
-        WS_IMPLS
-    });
+        opts.select_ws()
+    };
     let ratios = std::sync::Mutex::new(Vec::new());
     let opcode = if opts.text { 0x1 } else { 0x2 };
     let rows = round_robin(
@@ -1407,11 +1431,11 @@ impl Workload {
 /// time, both are repeatable on a busy machine; instructions leave out the kernel, which
 /// the system calls stand in for.
 async fn counts(opts: &Opts) -> String {
-    let impls = opts.select(if opts.deflate {
-        DEFLATE_IMPLS
+    let impls = if opts.deflate {
+        opts.select(DEFLATE_IMPLS)
     } else {
-        WS_IMPLS
-    });
+        opts.select_ws()
+    };
     let workloads = [
         Workload::Handshake,
         Workload::Echo(20),
@@ -1604,11 +1628,11 @@ struct Idle {
 }
 
 async fn idle(opts: &Opts) -> String {
-    let impls = opts.select(if opts.deflate {
-        DEFLATE_IDLE_IMPLS
+    let impls = if opts.deflate {
+        opts.select(DEFLATE_IDLE_IMPLS)
     } else {
-        WS_IMPLS
-    });
+        opts.select_ws()
+    };
     let n = opts.idle_conns;
     let rows = round_robin(opts, "idle", &impls, async |server: &Server| {
         let deflate = opts.deflate && server.imp.contains("deflate");

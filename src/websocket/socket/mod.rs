@@ -28,10 +28,13 @@ use crate::{BudgetReservation, ShutdownSignal, UpgradedIo};
 mod budget;
 mod read;
 mod sink;
+mod split;
 #[cfg(test)]
 mod tests;
 mod timers;
 mod write;
+
+pub use self::split::{RecvHalf, ReuniteError, SendHalf};
 
 /// A server-side WebSocket connection, after the handshake.
 ///

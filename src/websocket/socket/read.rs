@@ -47,9 +47,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Polls for the next message; the poll form of [`recv`](Self::recv).
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
         loop {
-            if let Err(e) = ready!(self.poll_pending(cx)) {
-                self.state = State::Closed;
-                return Poll::Ready(Some(Err(e)));
+            match self.poll_pending(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => {
+                    self.state = State::Closed;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                // A data frame still going out to a peer that reads slowly does not stop
+                // reading (a `SendHalf` may be blocked in it); a control frame owed to the
+                // peer does, so that the next one never replaces it half-written, and so
+                // does the end of the connection.
+                Poll::Pending => {
+                    if self.pending.is_some()
+                        || !matches!(self.state, State::Open | State::CloseSent)
+                    {
+                        return Poll::Pending;
+                    }
+                }
             }
             match &self.state {
                 State::Open | State::CloseSent => {}

@@ -443,3 +443,84 @@ async fn eof_without_close_is_a_reset() {
     assert_eq!(err.kind(), ErrorKind::ConnectionReset);
     assert!(ws.recv().await.is_none());
 }
+
+/// The receiving half reads on while the sending half is blocked in a big frame (the peer
+/// does not read), answers a ping right after that frame, never inside it, and the halves
+/// wake each other when one finishes the other's write.
+#[tokio::test]
+async fn split_halves_read_on_while_a_frame_is_blocked_and_pong_after_it() {
+    let (a, mut peer) = duplex(64);
+    let (mut tx, mut rx) = WebSocket::from_raw_socket(a, WebSocketConfig::default()).split();
+    let sending = tokio::spawn(async move {
+        tx.send(Message::binary(vec![7u8; 10_000]))
+            .await
+            .map(|()| tx)
+    });
+    // The send has started, and is blocked: the pipe holds 64 bytes.
+    assert_eq!(read_n(&mut peer, 4).await, [0x82, 126, 0x27, 0x10]);
+    peer.write_all(&client_frame(0x81, b"after")).await.unwrap();
+    peer.write_all(&client_frame(0x89, b"p")).await.unwrap();
+    assert_eq!(rx.recv().await.unwrap().unwrap(), Message::text("after"));
+    assert_eq!(
+        rx.recv().await.unwrap().unwrap(),
+        Message::Ping(Bytes::from_static(b"p"))
+    );
+    let receiving = tokio::spawn(async move {
+        let msg = rx.recv().await;
+        (rx, msg)
+    });
+    let rest = read_n(&mut peer, 10_000 + 3).await;
+    assert!(rest[..10_000].iter().all(|&b| b == 7));
+    assert_eq!(&rest[10_000..], &[0x8A, 1, b'p']);
+    let tx = sending.await.unwrap().unwrap();
+    peer.write_all(&client_frame(0x88, &1000u16.to_be_bytes()))
+        .await
+        .unwrap();
+    let (rx, msg) = receiving.await.unwrap();
+    assert_eq!(
+        msg.unwrap().unwrap(),
+        Message::Close(Some(CloseFrame {
+            code: 1000,
+            reason: "".into()
+        }))
+    );
+    assert_eq!(read_n(&mut peer, 4).await, [0x88, 2, 0x03, 0xE8]);
+    let ws = rx.reunite(tx).unwrap();
+    assert!(ws.is_closed());
+}
+
+#[tokio::test]
+async fn halves_of_different_sockets_do_not_reunite() {
+    let (a, mut peer_a) = pair();
+    let (b, _peer_b) = pair();
+    let (tx_a, rx_a) = a.split();
+    let (tx_b, rx_b) = b.split();
+    assert!(tx_a.is_pair_of(&rx_a) && !tx_a.is_pair_of(&rx_b) && rx_b.is_pair_of(&tx_b));
+    let super::ReuniteError(tx_a, rx_b) = tx_a.reunite(rx_b).unwrap_err();
+    let _b = rx_b.reunite(tx_b).unwrap();
+    let mut a = tx_a.reunite(rx_a).unwrap();
+    // The reunited socket is the one that was split.
+    a.send(Message::text("hi")).await.unwrap();
+    assert_eq!(read_n(&mut peer_a, 4).await, [0x81, 2, b'h', b'i']);
+    peer_a.write_all(&client_frame(0x82, b"x")).await.unwrap();
+    assert_eq!(a.recv().await.unwrap().unwrap(), Message::binary(&b"x"[..]));
+}
+
+/// The halves as `futures` uses them: `SinkExt` on the send half (`send`, `close`), and
+/// `StreamExt` on the receive half.
+#[tokio::test]
+async fn halves_are_a_sink_and_a_stream() {
+    use futures_util::{SinkExt, StreamExt};
+    let (ws, mut peer) = pair();
+    let (mut tx, mut rx) = ws.split();
+    SinkExt::send(&mut tx, Message::text("a")).await.unwrap();
+    SinkExt::close(&mut tx).await.unwrap();
+    assert_eq!(read_n(&mut peer, 3).await, [0x81, 1, b'a']);
+    assert_eq!(read_n(&mut peer, 4).await, [0x88, 2, 0x03, 0xE8]);
+    assert!(tx.is_closed());
+    peer.write_all(&client_frame(0x88, &1000u16.to_be_bytes()))
+        .await
+        .unwrap();
+    assert!(matches!(rx.next().await, Some(Ok(Message::Close(Some(_))))));
+    assert!(rx.next().await.is_none());
+}
