@@ -280,6 +280,7 @@ mod handshake;
 mod mask;
 mod message;
 mod origin;
+mod prepared;
 pub mod rejection;
 mod socket;
 mod utf8;
@@ -292,6 +293,7 @@ pub use self::{
     handshake::Handshake,
     message::{CloseCode, CloseFrame, Message},
     origin::OriginPolicy,
+    prepared::PreparedMessage,
     rejection::WebSocketRejection,
     socket::WebSocket,
     utf8::Utf8Bytes,
