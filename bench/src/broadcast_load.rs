@@ -121,6 +121,14 @@ pub(super) async fn broadcast(opts: &Opts) -> String {
         return counts(opts, &impls).await;
     }
     let n = opts.bcast_conns;
+    // `round_robin` aborts a run after `--duration-ms` + `--grace-secs` + 60 s. A broadcast
+    // run has bounds of its own (opening the connections and waiting for them to subscribe:
+    // `--grace-secs` each; each broadcast: `BROADCAST_TIMEOUT`), which can add up to more.
+    let mut opts = opts.clone();
+    opts.duration = opts.grace * 2
+        + BROADCAST_TIMEOUT
+            * u32::try_from(opts.broadcasts + opts.bcast_warmup).unwrap_or(u32::MAX);
+    let opts = &opts;
     let rows = round_robin(opts, "broadcast", &impls, async |server: &Server| {
         one_run(opts, server, opts.broadcasts).await
     })

@@ -159,7 +159,7 @@ flags (defaults in brackets):
   --count-ops N       counts: operations in the smaller of its two runs (handshakes;
                       echo messages are 16 × N) [1000]
   --bcast-conns N     broadcast: WebSockets that receive each broadcast [10000]
-  --broadcasts N      broadcast: measured broadcasts per run [100]
+  --broadcasts N      broadcast: measured broadcasts per run [50]
   --bcast-warmup N    broadcast: unmeasured broadcasts before them [5]
   --callgrind         broadcast: user-space instructions per recipient instead (valgrind;
                       use fewer --bcast-conns, say 1000)
@@ -180,7 +180,7 @@ enum Mode {
     All,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Opts {
     mode: Mode,
     runs: usize,
@@ -261,7 +261,7 @@ impl Opts {
             server: exe.with_file_name("bench_server"),
             count_ops: 1000,
             bcast_conns: 10_000,
-            broadcasts: 100,
+            broadcasts: 50,
             bcast_warmup: 5,
             bcast_callgrind: false,
         };
