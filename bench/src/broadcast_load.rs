@@ -165,11 +165,8 @@ async fn counts(opts: &Opts, impls: &[&'static str]) -> String {
         .find(|(imp, _)| *imp == "bcast-message")
         .and_then(|(_, r)| r.as_ref().ok().copied());
     let mut out = format!(
-        "### Broadcast: user-space instructions per recipient (callgrind), {n} WebSockets
-
-         | impl | instructions/recipient | vs floor | vs message |
-|---|---:|---:|---:|
-"
+        "### Broadcast: user-space instructions per recipient (callgrind), {n} WebSockets\n\n\
+         | impl | instructions/recipient | vs floor | vs message |\n|---|---:|---:|---:|\n"
     );
     for (imp, per) in &results {
         let imp = imp.trim_start_matches("bcast-");
@@ -185,8 +182,7 @@ async fn counts(opts: &Opts, impls: &[&'static str]) -> String {
     }
     let _ = writeln!(
         out,
-        "
-{b} and {} broadcasts against the same server; the difference over {b} × {n}.",
+        "\n{b} and {} broadcasts against the same server; the difference over {b} × {n}.",
         2 * b
     );
     out
