@@ -31,7 +31,7 @@ use futures_util::StreamExt;
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
 use tokio::sync::{Notify, broadcast, watch};
-use tower_upgrade::websocket::Utf8Bytes;
+use tower_upgrade::websocket::{PreparedMessage, Utf8Bytes};
 
 use crate::Event;
 
@@ -262,7 +262,7 @@ async fn serve(
                 let Some(msg) = msg else { return "the subscription ended" };
                 match Utf8Bytes::try_from(Bytes::copy_from_slice(msg.get_payload_bytes())) {
                     // `send` fails only when no member is connected here.
-                    Ok(text) => { let _ = room.send(Event::Say(text)); }
+                    Ok(text) => { let _ = room.send(Event::Say(PreparedMessage::text(text))); }
                     Err(_) => tracing::warn!("skipped a message that is not UTF-8"),
                 }
                 // A busy channel proves the subscription alive.

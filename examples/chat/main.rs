@@ -28,10 +28,11 @@
 //!   past it).
 //!
 //! The pattern for a WebSocket app with shared state: one `tokio::sync::broadcast`
-//! channel is the room (it fixes the order, stores each message once as a reference-counted
-//! [`Utf8Bytes`], and tells a receiver that fell behind), and each connection is one task
-//! that `select!`s between the socket and the room (`WebSocket::recv` and `send` are
-//! cancel-safe).
+//! channel is the room (it fixes the order, stores each message once, and tells a receiver
+//! that fell behind), and each connection is one task that `select!`s between the socket
+//! and the room (`WebSocket::recv` and `send` are cancel-safe). Each message goes into the
+//! room as a [`PreparedMessage`]: its frame is encoded once, and `send_prepared` writes that
+//! same frame to every member.
 //!
 //! # Across instances (`REDIS_URL`)
 //!
@@ -77,7 +78,7 @@ use axum::routing::{any, get};
 use bytes::Bytes;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tower_upgrade::websocket::{
-    CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketHandler, close_code,
+    CloseFrame, Message, PreparedMessage, Utf8Bytes, WebSocket, WebSocketHandler, close_code,
 };
 use tower_upgrade::{Tracker, UpgradeLayer};
 
@@ -189,7 +190,8 @@ const PAGE: &str = r#"<!doctype html>
 #[derive(Clone, Debug)]
 enum Event {
     /// A member's message, sent as text.
-    Say(Utf8Bytes),
+    /// Prepared once for every member: the frame is encoded once, not once per member.
+    Say(PreparedMessage),
     /// A notice about the room itself, sent as a binary message (only with `REDIS_URL`).
     Notice(Bytes),
 }
@@ -210,7 +212,7 @@ impl Room {
         match &self.backplane {
             // `send` fails only when nobody is subscribed, and the sender is.
             None => {
-                let _ = self.messages.send(Event::Say(text));
+                let _ = self.messages.send(Event::Say(PreparedMessage::text(text)));
                 Ok(())
             }
             Some(backplane) => backplane
@@ -242,7 +244,7 @@ async fn member(mut ws: WebSocket, room: Arc<Room>) {
     let mut from_room = room.messages.subscribe();
     let _presence = Presence::join(&room);
     if room.backplane.as_ref().is_some_and(|b| !b.is_up())
-        && !send_bounded(&mut ws, Message::Binary(backplane::degraded_notice())).await
+        && !bounded(ws.send(Message::Binary(backplane::degraded_notice()))).await
     {
         return;
     }
@@ -253,7 +255,7 @@ async fn member(mut ws: WebSocket, room: Arc<Room>) {
             msg = ws.recv() => match msg {
                 Some(Ok(Message::Text(text))) => {
                     if let Err(notice) = room.say(text).await {
-                        if !send_bounded(&mut ws, Message::Binary(notice)).await {
+                        if !bounded(ws.send(Message::Binary(notice))).await {
                             return;
                         }
                     }
@@ -269,11 +271,11 @@ async fn member(mut ws: WebSocket, room: Arc<Room>) {
             },
             out = from_room.recv() => match out {
                 Ok(event) => {
-                    let msg = match event {
-                        Event::Say(text) => Message::Text(text),
-                        Event::Notice(notice) => Message::Binary(notice),
+                    let sent = match event {
+                        Event::Say(msg) => bounded(ws.send_prepared(&msg)).await,
+                        Event::Notice(notice) => bounded(ws.send(Message::Binary(notice))).await,
                     };
-                    if !send_bounded(&mut ws, msg).await {
+                    if !sent {
                         return;
                     }
                 }
@@ -292,10 +294,10 @@ async fn member(mut ws: WebSocket, room: Arc<Room>) {
     }
 }
 
-/// Sends `msg`; `false` when the member is gone, or dropped because the send stalled for
+/// Runs a send; `false` when the member is gone, or dropped because the send stalled for
 /// [`SEND_STALL`] (it does not read).
-async fn send_bounded(ws: &mut WebSocket, msg: Message) -> bool {
-    match tokio::time::timeout(SEND_STALL, ws.send(msg)).await {
+async fn bounded(send: impl Future<Output = Result<(), tower_upgrade::websocket::Error>>) -> bool {
+    match tokio::time::timeout(SEND_STALL, send).await {
         Ok(Ok(())) => true,
         Ok(Err(_)) => false,
         Err(_) => {

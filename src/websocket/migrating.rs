@@ -27,6 +27,7 @@
 //! | `socket.send(Message::Close(..))` then read | [`WebSocket::close`], which also waits for the peer's close |
 //! | `Message::{Text(Utf8Bytes), Binary(Bytes), Ping, Pong, Close(Option<CloseFrame>)}` | [`Message`]: the same variants and payload types; [`CloseFrame`] has `code: u16` and `reason: Utf8Bytes` |
 //! | `StreamExt::split(socket)` (a lock around the socket) | [`WebSocket::split`] → [`SendHalf`] + [`RecvHalf`], with `reunite` |
+//! | `socket.send(msg.clone())` to each of many sockets | [`PreparedMessage`](super::PreparedMessage) once, then [`WebSocket::send_prepared`](super::WebSocket::send_prepared) to each: encoded (and compressed) once |
 //!
 //! Before, with axum's extractor:
 //!
@@ -272,7 +273,7 @@
 //! | method | dropped before it completes |
 //! | --- | --- |
 //! | [`WebSocket::recv`], [`RecvHalf::recv`], `StreamExt::next` | nothing is lost: a message leaves the socket only in the poll that returns it |
-//! | [`WebSocket::send`], [`SendHalf::send`], `SinkExt::send` | either nothing was sent, or the frame was queued and is finished before any other frame (by the next `send`, `recv` or flush); the message may then be sent or not |
+//! | [`WebSocket::send`], [`SendHalf::send`], `SinkExt::send`, `send_prepared` | either nothing was sent, or the frame was queued and is finished before any other frame (by the next `send`, `recv` or flush); the message may then be sent or not |
 //! | [`WebSocket::close`] | the close frame is sent or queued as by `send`; calling `close` (or `recv`) again resumes the wait for the peer's close |
 //! | `SinkExt::close`, `flush` | as `send`: resumed by the next call |
 //!

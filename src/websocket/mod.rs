@@ -130,6 +130,32 @@
 //! # let _ = handler;
 //! ```
 //!
+//! # Broadcast
+//!
+//! To send one message to many connections, prepare it once: a [`PreparedMessage`] holds
+//! the whole frame, encoded once, and [`WebSocket::send_prepared`] writes that frame to a
+//! socket as it is (one write, no copy, no head to format). With permessage-deflate and no
+//! context takeover it is also compressed once, not once per connection.
+//!
+//! ```
+//! use tower_upgrade::websocket::{Error, PreparedMessage, WebSocket};
+//!
+//! async fn send_to_all(sockets: &mut [WebSocket], text: String) -> Vec<Error> {
+//!     let msg = PreparedMessage::text(text);
+//!     let mut errors = Vec::new();
+//!     for ws in sockets {
+//!         if let Err(e) = ws.send_prepared(&msg).await {
+//!             errors.push(e);
+//!         }
+//!     }
+//!     errors
+//! }
+//! # let _ = send_to_all;
+//! ```
+//!
+//! A server usually gives each connection a task of its own, subscribed to a
+//! [`tokio::sync::broadcast`] channel of prepared messages: [`PreparedMessage`] shows it.
+//!
 //! # Coming from axum or tokio-tungstenite
 //!
 //! [`migrating`] maps axum's `WebSocketUpgrade` / `WebSocket` and tokio-tungstenite's
@@ -292,6 +318,7 @@ mod mask;
 mod message;
 pub mod migrating;
 mod origin;
+mod prepared;
 pub mod rejection;
 mod socket;
 mod utf8;
@@ -304,6 +331,7 @@ pub use self::{
     handshake::Handshake,
     message::{CloseCode, CloseFrame, Message},
     origin::OriginPolicy,
+    prepared::PreparedMessage,
     rejection::WebSocketRejection,
     socket::{RecvHalf, ReuniteError, SendHalf, WebSocket},
     utf8::Utf8Bytes,

@@ -5,6 +5,8 @@
 mod support;
 
 mod bounds;
+#[cfg(feature = "deflate")]
+mod broadcast;
 #[cfg(all(feature = "websocket", feature = "h2c"))]
 mod chat_app;
 #[cfg(all(feature = "websocket", feature = "h2c"))]

@@ -24,6 +24,7 @@
 //! | `layered-axum` | the same router with [`UpgradeLayer`] (two protocols registered) |
 //! | `h2-prior-knowledge` | `layered-axum` served by hyper-util's `auto::Builder` (HTTP/2 with prior knowledge) |
 //! | `h2c` | `plain-axum`'s router wrapped whole in [`UpgradeLayer`] with [`H2c`], on the same `auto::Builder` setup as `h2-prior-knowledge`: clients upgrade from HTTP/1.1 |
+//! | `bcast-floor`, `bcast-message`, `bcast-prepared`, `bcast-axum`, `bcast-message-deflate`, `bcast-prepared-deflate` | `load broadcast`: one message to every connection (see `bench/src/broadcast_server.rs`) |
 //!
 //! Every impl sets `TCP_NODELAY` on accepted connections. Options:
 //!
@@ -42,6 +43,10 @@
 /// The permessage-deflate servers (`load echo --deflate`, `load idle --deflate`).
 #[path = "../deflate_server.rs"]
 mod deflate_server;
+
+/// The broadcast servers (`load broadcast`): the `bcast-*` impls.
+#[path = "../broadcast_server.rs"]
+mod broadcast_server;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -94,10 +99,11 @@ enum Impl {
     LayeredAxum,
     H2PriorKnowledge,
     H2c,
+    Broadcast(broadcast_server::Kind),
 }
 
 impl Impl {
-    const ALL: [(&'static str, Self); 20] = [
+    const ALL: [(&'static str, Self); 26] = [
         ("floor", Self::Floor),
         ("tower-upgrade", Self::TowerUpgrade),
         ("tower-upgrade-deflate", Self::TowerUpgradeDeflate),
@@ -121,6 +127,27 @@ impl Impl {
         ("layered-axum", Self::LayeredAxum),
         ("h2-prior-knowledge", Self::H2PriorKnowledge),
         ("h2c", Self::H2c),
+        (
+            "bcast-floor",
+            Self::Broadcast(broadcast_server::Kind::Floor),
+        ),
+        (
+            "bcast-message",
+            Self::Broadcast(broadcast_server::Kind::Message),
+        ),
+        (
+            "bcast-prepared",
+            Self::Broadcast(broadcast_server::Kind::Prepared),
+        ),
+        ("bcast-axum", Self::Broadcast(broadcast_server::Kind::Axum)),
+        (
+            "bcast-message-deflate",
+            Self::Broadcast(broadcast_server::Kind::MessageDeflate),
+        ),
+        (
+            "bcast-prepared-deflate",
+            Self::Broadcast(broadcast_server::Kind::PreparedDeflate),
+        ),
     ];
 
     fn parse(name: &str) -> Option<Self> {
@@ -303,6 +330,7 @@ async fn serve(imp: Impl, listener: TcpListener) -> io::Result<()> {
             accept_loop(listener, move |tcp| auto_conn(tcp, app.clone())).await
         }
         Impl::H2c => serve_h2c(listener).await,
+        Impl::Broadcast(kind) => broadcast_server::serve(kind, listener).await,
     }
 }
 

@@ -21,7 +21,11 @@
 //!   answer to the upgrade request, on stream 1, is read and discarded before the load
 //!   starts) and `h2-prior-knowledge` (hyper-util's `auto::Builder`). Both use the `h2`
 //!   crate's client, so only how a connection starts differs;
-//! - `all`: all of the above;
+//! - `broadcast` (not in `all`): one 100-byte text message to each of `--bcast-conns`
+//!   WebSockets, as server CPU time per recipient, for a floor that writes a pre-built
+//!   frame, this crate's `send` and `send_prepared` (with and without permessage-deflate),
+//!   and axum (`bench/src/broadcast_load.rs`);
+//! - `all`: all of the above but `broadcast`;
 //! - `counts` (not in `all`; needs `valgrind` and `strace`): user-space instructions
 //!   (callgrind) and system calls (`strace -f -c`) per handshake and per 20-byte and 16 KiB
 //!   echo message, for every WebSocket server. Each server runs the same load twice, `n` and
@@ -77,6 +81,10 @@ use tokio::time::timeout;
 
 use tower_upgrade_bench::{apply_mask, clock_ticks, pin_to_cpu, raise_nofile_limit};
 
+/// `load broadcast`.
+#[path = "../broadcast_load.rs"]
+mod broadcast_load;
+
 /// The WebSocket servers, in table order: the floor, this crate, then the peers.
 const WS_IMPLS: &[&str] = &[
     "floor",
@@ -122,8 +130,8 @@ const SERVER_MAX_SECS: u64 = 900;
 const HELP: &str = "\
 usage: load SUBCOMMAND [FLAGS]
 
-subcommands: passthrough, handshake, echo, idle, h2c, soak, counts,
-             all (all but soak and counts)
+subcommands: passthrough, handshake, echo, idle, h2c, soak, counts, broadcast,
+             all (all but soak, counts and broadcast)
 
 flags (defaults in brackets):
   --runs N            runs per impl, medians reported [3]
@@ -160,6 +168,11 @@ flags (defaults in brackets):
   --server PATH       the bench_server binary [next to this binary]
   --count-ops N       counts: operations in the smaller of its two runs (handshakes;
                       echo messages are 16 × N) [1000]
+  --bcast-conns N     broadcast: WebSockets that receive each broadcast [10000]
+  --broadcasts N      broadcast: measured broadcasts per run [50]
+  --bcast-warmup N    broadcast: unmeasured broadcasts before them [5]
+  --callgrind         broadcast: user-space instructions per recipient instead (valgrind;
+                      use fewer --bcast-conns, say 1000)
 ";
 
 // ===== options =====
@@ -173,10 +186,11 @@ enum Mode {
     H2c,
     Soak,
     Counts,
+    Broadcast,
     All,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Opts {
     mode: Mode,
     runs: usize,
@@ -205,6 +219,10 @@ struct Opts {
     retries: usize,
     server: PathBuf,
     count_ops: u64,
+    bcast_conns: usize,
+    broadcasts: u64,
+    bcast_warmup: u64,
+    bcast_callgrind: bool,
 }
 
 impl Opts {
@@ -218,6 +236,7 @@ impl Opts {
             Some("h2c") => Mode::H2c,
             Some("soak") => Mode::Soak,
             Some("counts") => Mode::Counts,
+            Some("broadcast") => Mode::Broadcast,
             Some("all") => Mode::All,
             Some("--help" | "-h" | "help") | None => return Err(HELP.to_owned()),
             Some(other) => return Err(format!("unknown subcommand {other:?}\n\n{HELP}")),
@@ -251,6 +270,10 @@ impl Opts {
             retries: 2,
             server: exe.with_file_name("bench_server"),
             count_ops: 1000,
+            bcast_conns: 10_000,
+            broadcasts: 50,
+            bcast_warmup: 5,
+            bcast_callgrind: false,
         };
         while let Some(flag) = args.next() {
             if flag == "--text" {
@@ -260,6 +283,10 @@ impl Opts {
             if flag == "--deflate" {
                 opts.deflate = true;
                 opts.text = true;
+                continue;
+            }
+            if flag == "--callgrind" {
+                opts.bcast_callgrind = true;
                 continue;
             }
             if flag == "--help" || flag == "-h" {
@@ -303,6 +330,9 @@ impl Opts {
                 "--retries" => opts.retries = num(&value)? as usize,
                 "--server" => opts.server = PathBuf::from(value),
                 "--count-ops" => opts.count_ops = num(&value)?.max(1),
+                "--bcast-conns" => opts.bcast_conns = num(&value)?.max(1) as usize,
+                "--broadcasts" => opts.broadcasts = num(&value)?.max(1),
+                "--bcast-warmup" => opts.bcast_warmup = num(&value)?,
                 other => return Err(format!("unknown flag {other:?}\n\n{HELP}")),
             }
         }
@@ -359,6 +389,7 @@ fn main() -> ExitCode {
     let (needed, flag) = match opts.mode {
         Mode::Soak => (opts.soak_conns, "--soak-conns"),
         Mode::Idle | Mode::All => (opts.idle_conns, "--idle-conns"),
+        Mode::Broadcast => (opts.bcast_conns, "--bcast-conns"),
         _ => (0, ""),
     };
     match raise_nofile_limit() {
@@ -416,6 +447,10 @@ async fn run(opts: &Opts) {
     // Not part of `all`: slow (every server runs under valgrind or strace).
     if opts.mode == Mode::Counts {
         println!("{}", counts(opts).await);
+    }
+    // Not part of `all`: 10 000 connections per impl and run.
+    if opts.mode == Mode::Broadcast {
+        println!("{}", broadcast_load::broadcast(opts).await);
     }
 }
 

@@ -50,6 +50,11 @@ impl DeflateState {
         }
     }
 
+    /// What the connection agreed to, with the settings it compresses with.
+    pub(crate) fn agreed(&self) -> &Agreed {
+        &self.agreed
+    }
+
     /// Compresses a message, or returns `None` to send it as it is: when it is under the
     /// threshold, or (without context takeover) when compressing does not make it smaller.
     pub(crate) fn compress(&mut self, payload: &[u8]) -> Result<Option<Bytes>, Error> {

@@ -25,6 +25,7 @@ use crate::websocket::frame::Head;
 use crate::websocket::message::{CloseFrame, Message};
 use crate::{BudgetReservation, ShutdownSignal, UpgradedIo};
 
+mod broadcast;
 mod budget;
 mod read;
 mod sink;

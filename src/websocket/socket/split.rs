@@ -15,6 +15,7 @@ use super::{State, WebSocket};
 use crate::UpgradedIo;
 use crate::websocket::error::Error;
 use crate::websocket::message::Message;
+use crate::websocket::prepared::PreparedMessage;
 
 /// Which half: the index of its waker slot.
 const SEND: usize = 0;
@@ -155,19 +156,42 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SendHalf<S> {
     /// As [`WebSocket::send`].
     pub async fn send(&mut self, msg: Message) -> Result<(), Error> {
         let mut msg = Some(msg);
-        poll_fn(|cx| {
-            poll_shared(&self.link, SEND, cx, |ws, cx| {
-                if msg.is_some() {
-                    std::task::ready!(ws.poll_pending(cx))?;
-                    ws.queue(msg.take().expect("checked above"))?;
-                }
-                ws.poll_pending(cx).map_err(|e| {
-                    ws.state = State::Closed;
-                    e
-                })
+        poll_fn(|cx| self.poll_send(cx, &mut msg, WebSocket::queue)).await
+    }
+
+    /// Sends a message prepared once for many sockets, and flushes it; as
+    /// [`WebSocket::send_prepared`].
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`send`](Self::send).
+    ///
+    /// # Errors
+    ///
+    /// As [`WebSocket::send_prepared`].
+    pub async fn send_prepared(&mut self, msg: &PreparedMessage) -> Result<(), Error> {
+        let mut msg = Some(msg);
+        poll_fn(|cx| self.poll_send(cx, &mut msg, |ws, m| ws.queue_prepared(m))).await
+    }
+
+    /// One poll of a send, under the lock: the frame in flight first, then `msg` queued
+    /// (taken out of the option, once) and written.
+    fn poll_send<M>(
+        &mut self,
+        cx: &mut Context<'_>,
+        msg: &mut Option<M>,
+        queue: impl FnOnce(&mut WebSocket<S>, M) -> Result<(), Error>,
+    ) -> Poll<Result<(), Error>> {
+        poll_shared(&self.link, SEND, cx, |ws, cx| {
+            if msg.is_some() {
+                std::task::ready!(ws.poll_pending(cx))?;
+                queue(ws, msg.take().expect("checked above"))?;
+            }
+            ws.poll_pending(cx).map_err(|e| {
+                ws.state = State::Closed;
+                e
             })
         })
-        .await
     }
 
     /// Whether the connection is closed or closing: no message can be sent any more.

@@ -524,3 +524,16 @@ async fn halves_are_a_sink_and_a_stream() {
     assert!(matches!(rx.next().await, Some(Ok(Message::Close(Some(_))))));
     assert!(rx.next().await.is_none());
 }
+
+#[tokio::test]
+async fn the_send_half_sends_prepared_messages() {
+    let (ws, mut peer) = pair();
+    let (mut tx, _rx) = ws.split();
+    let msg = crate::websocket::PreparedMessage::text("hi");
+    tx.send_prepared(&msg).await.unwrap();
+    tx.send_prepared(&msg).await.unwrap();
+    assert_eq!(
+        read_n(&mut peer, 8).await,
+        [0x81, 2, b'h', b'i', 0x81, 2, b'h', b'i']
+    );
+}

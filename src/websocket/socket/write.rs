@@ -35,6 +35,24 @@ pub(super) struct Outgoing {
     written: usize,
 }
 
+impl Outgoing {
+    /// A frame of `head_len` bytes of head (at most [`MAX_SERVER_HEAD`]) and `payload`.
+    pub(super) fn new(head: [u8; MAX_SERVER_HEAD], head_len: usize, payload: Bytes) -> Self {
+        Self {
+            head,
+            head_len: head_len as u8,
+            payload,
+            written: 0,
+        }
+    }
+
+    /// A whole frame encoded ahead of time, head and payload in one buffer: with no head of
+    /// its own, it goes out from that buffer with one write, never copied.
+    pub(super) fn encoded(frame: Bytes) -> Self {
+        Self::new([0; MAX_SERVER_HEAD], 0, frame)
+    }
+}
+
 /// A control frame ready to be written: header and at most 125 bytes of payload.
 pub(super) struct ControlFrame {
     buf: [u8; 2 + MAX_CONTROL_PAYLOAD],
