@@ -373,7 +373,8 @@ where
     ) -> impl Future<Output = Result<(), BoxError>> + Send {
         // Only the subprotocol is kept (the rest of the handshake is in the request); the
         // rest is dropped now rather than held for the life of the connection.
-        let ws = WebSocket::from_raw_socket(io, self.settings.config);
+        let mut ws = WebSocket::from_raw_socket(io, self.settings.config);
+        ws.wait_readable_before_allocating();
         #[cfg(feature = "deflate")]
         let ws = ws.with_deflate(handshake.deflate);
         let mut ws = ws

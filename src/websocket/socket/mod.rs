@@ -82,6 +82,11 @@ pub struct WebSocket<S = UpgradedIo> {
     /// How much of the frame in progress is unmasked and, for text, checked: text is
     /// checked as it arrives (RFC 6455 §8.1), not only once the frame is whole.
     progress: Progress,
+    /// Whether a read with no room waits for the IO to be readable, reading nothing, as
+    /// [`UpgradedIo`]'s does. Set by [`WebSocketHandler`](super::WebSocketHandler): a read
+    /// into a buffer allocated for an expected frame (see `expect`) then waits for that
+    /// first, so that waiting for the next message allocates nothing.
+    probe_reads: bool,
     /// permessage-deflate, when negotiated. Boxed: without context takeover it holds only
     /// the agreed parameters between messages.
     #[cfg(feature = "deflate")]
@@ -139,6 +144,7 @@ impl<S> WebSocket<S> {
             protocol: None,
             expect: 0,
             progress: Progress::default(),
+            probe_reads: false,
             #[cfg(feature = "deflate")]
             deflate: None,
             budget: None,
@@ -207,6 +213,14 @@ impl<S> WebSocket<S> {
     #[must_use]
     pub fn is_closed(&self) -> bool {
         !matches!(self.state, State::Open)
+    }
+}
+
+impl WebSocket<UpgradedIo> {
+    /// Waits for the connection to be readable before allocating a buffer for an expected
+    /// frame (see `probe_reads`).
+    pub(crate) fn wait_readable_before_allocating(&mut self) {
+        self.probe_reads = true;
     }
 }
 
