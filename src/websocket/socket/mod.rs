@@ -151,16 +151,6 @@ impl<S> WebSocket<S> {
         }
     }
 
-    /// Uses permessage-deflate as negotiated in the handshake.
-    #[cfg(feature = "deflate")]
-    pub(crate) fn with_deflate(
-        mut self,
-        agreed: Option<crate::websocket::deflate::Agreed>,
-    ) -> Self {
-        self.deflate = agreed.map(|a| Box::new(crate::websocket::deflate::DeflateState::new(a)));
-        self
-    }
-
     /// Closes the connection with `1001 Going Away` when `signal` fires, as
     /// [`WebSocketHandler`](super::WebSocketHandler) does with the layer's graceful
     /// shutdown: [`recv`](Self::recv) then sends the close frame, waits for the peer's,
@@ -168,6 +158,11 @@ impl<S> WebSocket<S> {
     /// [`ErrorKind::AlreadyClosed`](crate::websocket::ErrorKind::AlreadyClosed).
     #[must_use]
     pub fn close_on(mut self, signal: ShutdownSignal) -> Self {
+        self.set_close_on(signal);
+        self
+    }
+
+    fn set_close_on(&mut self, signal: ShutdownSignal) {
         let shutdown = signal.into_watch();
         match &mut self.timers {
             Some(timers) => *timers.as_mut().project().shutdown = Some(shutdown),
@@ -178,12 +173,6 @@ impl<S> WebSocket<S> {
                 }));
             }
         }
-        self
-    }
-
-    pub(crate) fn with_protocol(mut self, protocol: Option<HeaderValue>) -> Self {
-        self.protocol = protocol;
-        self
     }
 
     /// The subprotocol selected in the handshake (`Sec-WebSocket-Protocol`), if any.
@@ -217,10 +206,31 @@ impl<S> WebSocket<S> {
 }
 
 impl WebSocket<UpgradedIo> {
-    /// Waits for the connection to be readable before allocating a buffer for an expected
-    /// frame (see `probe_reads`).
-    pub(crate) fn wait_readable_before_allocating(&mut self) {
-        self.probe_reads = true;
+    /// The socket that [`WebSocketHandler`](super::WebSocketHandler) hands to its callback:
+    /// [`from_raw_socket`](Self::from_raw_socket) with the handshake's outcome, the
+    /// shutdown signal and the budget set in place. Each builder method moves the whole
+    /// struct (callgrind: 4 copies of it per handshake).
+    ///
+    /// It waits for the connection to be readable before allocating a buffer for an
+    /// expected frame (see `probe_reads`).
+    pub(crate) fn for_handler(
+        io: UpgradedIo,
+        config: WebSocketConfig,
+        protocol: Option<HeaderValue>,
+        shutdown: ShutdownSignal,
+        budget: Option<&crate::MessageBudget>,
+        #[cfg(feature = "deflate")] deflate: Option<crate::websocket::deflate::Agreed>,
+    ) -> Self {
+        let mut ws = Self::from_raw_socket(io, config);
+        ws.probe_reads = true;
+        ws.protocol = protocol;
+        ws.set_close_on(shutdown);
+        ws.budget = budget.map(crate::MessageBudget::reservation);
+        #[cfg(feature = "deflate")]
+        {
+            ws.deflate = deflate.map(|a| Box::new(crate::websocket::deflate::DeflateState::new(a)));
+        }
+        ws
     }
 }
 
