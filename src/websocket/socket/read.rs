@@ -491,19 +491,6 @@ fn rotated(mask: [u8; 4], offset: usize) -> [u8; 4] {
     u32::from_le_bytes(mask).rotate_right(bits).to_le_bytes()
 }
 
-#[cfg(test)]
-mod rotated_tests {
-    #[test]
-    fn rotated_is_the_mask_from_that_offset() {
-        let mask = [0x11, 0x22, 0x33, 0x44];
-        for offset in 0..12 {
-            let mut expected = mask;
-            expected.rotate_left(offset % 4);
-            assert_eq!(super::rotated(mask, offset), expected, "offset {offset}");
-        }
-    }
-}
-
 /// A whole message. Text is checked in full here (which also catches a code point cut off
 /// at the end).
 fn finish_message(text: bool, data: BytesMut) -> Result<Message, Error> {
@@ -529,6 +516,19 @@ fn parse_close(payload: &Bytes) -> Result<Option<CloseFrame>, Error> {
             }
             let reason = Utf8Bytes::try_from_bytes(payload.slice(2..))?;
             Ok(Some(CloseFrame { code, reason }))
+        }
+    }
+}
+
+#[cfg(test)]
+mod rotated_tests {
+    #[test]
+    fn rotated_is_the_mask_from_that_offset() {
+        let mask = [0x11, 0x22, 0x33, 0x44];
+        for offset in 0..12 {
+            let mut expected = mask;
+            expected.rotate_left(offset % 4);
+            assert_eq!(super::rotated(mask, offset), expected, "offset {offset}");
         }
     }
 }
