@@ -12,12 +12,13 @@
 /// this takes 30 instructions for 20 bytes and 2 460 for 16 KiB. 32 bytes a turn took 26
 /// and 2 850 (the rest is the loop's own instructions), a loop of 64-bit words and single
 /// bytes 83 and 4 680, and 64 bytes a turn XORed with a 64-byte pattern array (which the
-/// compiler vectorizes with SSE2) 166 and 3 980. In CPU time for 16 KiB, this is no slower
-/// than 32 bytes a turn, and the SSE2 form, with more instructions but fewer micro-ops, was
-/// up to a quarter faster (0.4–0.9 µs for all three on the 2-core machine of
-/// `BENCHMARKS.md`, which is too noisy to say more); either is a few percent of the
-/// system calls around it. Wider vectors (AVX2, 32 bytes an instruction) need a build for
-/// a newer CPU or runtime detection, which takes `unsafe` code; this crate has none.
+/// compiler vectorizes with SSE2) 166 and 3 980. CPU time for 16 KiB, best of 12 runs on
+/// the 2-core machine of `BENCHMARKS.md` (too noisy to say more): this 0.61 µs, 32 bytes a
+/// turn 0.80 µs, the SSE2 form (more instructions, fewer micro-ops) 0.43 µs; any of them is
+/// a few percent of the system calls around it. Wider vectors (AVX2, 32 bytes for two
+/// instructions) need runtime detection, which takes `unsafe` code (this crate has none),
+/// or a build for a newer CPU: built for `x86-64-v3`, this loop stays as it is, and the
+/// pattern-array form becomes AVX2 (1 590 instructions for 16 KiB).
 pub(super) fn apply_mask(buf: &mut [u8], mask: [u8; 4]) {
     let m32 = u32::from_ne_bytes(mask);
     let m64 = u64::from(m32) << 32 | u64::from(m32);
