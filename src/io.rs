@@ -28,6 +28,10 @@ use tokio::time::{Instant, Sleep};
 /// hyper had read ahead are copied out, so hyper's 8 KiB read buffer is freed instead of
 /// being held for the life of the connection. Other transports (TLS, HTTP/2 extended
 /// CONNECT streams, ...) keep the [`Upgraded`] as it is.
+///
+/// A read with no room in its buffer waits until the connection is readable and reads
+/// nothing (on TCP, without the `recv` of 0 bytes that tokio's [`TcpStream`] makes): a way
+/// to wait for data before allocating a buffer for it.
 pub struct UpgradedIo {
     /// Bytes read ahead by hyper, not yet handed out. Never an empty `Bytes`.
     pre: Option<Bytes>,
@@ -164,6 +168,10 @@ impl AsyncRead for UpgradedIo {
         }
         let this = &mut *self;
         let poll = match &mut this.inner {
+            // A read with no room waits until the stream is readable and reads nothing, as
+            // tokio's `TcpStream` does, less its `recv` of 0 bytes: a way to wait for data
+            // before allocating a buffer for it.
+            Inner::Tcp(tcp) if buf.remaining() == 0 => tcp.poll_read_ready(cx),
             Inner::Tcp(tcp) => Pin::new(tcp).poll_read(cx, buf),
             Inner::Upgraded(up) => Pin::new(up).poll_read(cx, buf),
         };

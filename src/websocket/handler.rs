@@ -373,16 +373,17 @@ where
     ) -> impl Future<Output = Result<(), BoxError>> + Send {
         // Only the subprotocol is kept (the rest of the handshake is in the request); the
         // rest is dropped now rather than held for the life of the connection.
-        let ws = WebSocket::from_raw_socket(io, self.settings.config);
-        #[cfg(feature = "deflate")]
-        let ws = ws.with_deflate(handshake.deflate);
-        let mut ws = ws
-            .with_protocol(handshake.protocol)
-            .close_on(req.shutdown().clone());
         // Without a budget set when the connection starts, frames are not counted at all.
-        if req.message_budget().limit().is_some() {
-            ws = ws.with_message_budget(req.message_budget());
-        }
+        let budget = req.message_budget();
+        let ws = WebSocket::for_handler(
+            io,
+            self.settings.config,
+            handshake.protocol,
+            req.shutdown().clone(),
+            budget.limit().is_some().then_some(budget),
+            #[cfg(feature = "deflate")]
+            handshake.deflate,
+        );
         // Made here rather than in an `async fn`, whose arguments would stay in its state
         // (and so in memory) for the whole connection.
         ServeResult::new((self.callback.0)(ws, req))

@@ -123,6 +123,19 @@ async fn echoes_text_binary_and_a_1_mib_message(addr: SocketAddr) {
     client.send(TMessage::binary(big.clone())).await.unwrap();
     assert_eq!(next(&mut client).await, Some(TMessage::binary(big)));
 
+    // Frames over the read buffer size one at a time (the socket waits for the connection
+    // to be readable before it allocates for the next), then one with a small frame right
+    // behind it (read into the room left after the first).
+    let mid: Vec<u8> = (0..16 * 1024 + 7).map(|i| (i % 241) as u8).collect();
+    for _ in 0..3 {
+        client.send(TMessage::binary(mid.clone())).await.unwrap();
+        assert_eq!(next(&mut client).await, Some(TMessage::binary(mid.clone())));
+    }
+    client.feed(TMessage::binary(mid.clone())).await.unwrap();
+    client.send(TMessage::text("behind")).await.unwrap();
+    assert_eq!(next(&mut client).await, Some(TMessage::binary(mid)));
+    assert_eq!(next(&mut client).await, Some(TMessage::text("behind")));
+
     client.send(TMessage::Ping("p".into())).await.unwrap();
     assert_eq!(next(&mut client).await, Some(TMessage::Pong("p".into())));
 

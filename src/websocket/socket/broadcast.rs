@@ -244,8 +244,11 @@ mod tests {
         }
 
         fn deflate_pair(agreed: Agreed) -> (WebSocket<DuplexStream>, DuplexStream) {
-            let (ws, peer) = pair();
-            (ws.with_deflate(Some(agreed)), peer)
+            let (mut ws, peer) = pair();
+            ws.deflate = Some(Box::new(crate::websocket::deflate::DeflateState::new(
+                agreed,
+            )));
+            (ws, peer)
         }
 
         /// The frames in `bytes` (server frames: unmasked, unfragmented): RSV1 and payload.

@@ -86,6 +86,11 @@ pub struct WebSocket<S = UpgradedIo> {
     /// How much of the frame in progress is unmasked and, for text, checked: text is
     /// checked as it arrives (RFC 6455 §8.1), not only once the frame is whole.
     progress: Progress,
+    /// Whether a read with no room waits for the IO to be readable, reading nothing, as
+    /// [`UpgradedIo`]'s does. Set by [`WebSocketHandler`](super::WebSocketHandler): a read
+    /// into a buffer allocated for an expected frame (see `expect`) then waits for that
+    /// first, so that waiting for the next message allocates nothing.
+    probe_reads: bool,
     /// permessage-deflate, when negotiated. Boxed: without context takeover it holds only
     /// the agreed parameters between messages.
     #[cfg(feature = "deflate")]
@@ -143,20 +148,11 @@ impl<S> WebSocket<S> {
             protocol: None,
             expect: 0,
             progress: Progress::default(),
+            probe_reads: false,
             #[cfg(feature = "deflate")]
             deflate: None,
             budget: None,
         }
-    }
-
-    /// Uses permessage-deflate as negotiated in the handshake.
-    #[cfg(feature = "deflate")]
-    pub(crate) fn with_deflate(
-        mut self,
-        agreed: Option<crate::websocket::deflate::Agreed>,
-    ) -> Self {
-        self.deflate = agreed.map(|a| Box::new(crate::websocket::deflate::DeflateState::new(a)));
-        self
     }
 
     /// Closes the connection with `1001 Going Away` when `signal` fires, as
@@ -166,6 +162,11 @@ impl<S> WebSocket<S> {
     /// [`ErrorKind::AlreadyClosed`](crate::websocket::ErrorKind::AlreadyClosed).
     #[must_use]
     pub fn close_on(mut self, signal: ShutdownSignal) -> Self {
+        self.set_close_on(signal);
+        self
+    }
+
+    fn set_close_on(&mut self, signal: ShutdownSignal) {
         let shutdown = signal.into_watch();
         match &mut self.timers {
             Some(timers) => *timers.as_mut().project().shutdown = Some(shutdown),
@@ -176,12 +177,6 @@ impl<S> WebSocket<S> {
                 }));
             }
         }
-        self
-    }
-
-    pub(crate) fn with_protocol(mut self, protocol: Option<HeaderValue>) -> Self {
-        self.protocol = protocol;
-        self
     }
 
     /// The subprotocol selected in the handshake (`Sec-WebSocket-Protocol`), if any.
@@ -211,6 +206,35 @@ impl<S> WebSocket<S> {
     #[must_use]
     pub fn is_closed(&self) -> bool {
         !matches!(self.state, State::Open)
+    }
+}
+
+impl WebSocket<UpgradedIo> {
+    /// The socket that [`WebSocketHandler`](super::WebSocketHandler) hands to its callback:
+    /// [`from_raw_socket`](Self::from_raw_socket) with the handshake's outcome, the
+    /// shutdown signal and the budget set in place. Each builder method moves the whole
+    /// struct (callgrind: 4 copies of it per handshake).
+    ///
+    /// It waits for the connection to be readable before allocating a buffer for an
+    /// expected frame (see `probe_reads`).
+    pub(crate) fn for_handler(
+        io: UpgradedIo,
+        config: WebSocketConfig,
+        protocol: Option<HeaderValue>,
+        shutdown: ShutdownSignal,
+        budget: Option<&crate::MessageBudget>,
+        #[cfg(feature = "deflate")] deflate: Option<crate::websocket::deflate::Agreed>,
+    ) -> Self {
+        let mut ws = Self::from_raw_socket(io, config);
+        ws.probe_reads = true;
+        ws.protocol = protocol;
+        ws.set_close_on(shutdown);
+        ws.budget = budget.map(crate::MessageBudget::reservation);
+        #[cfg(feature = "deflate")]
+        {
+            ws.deflate = deflate.map(|a| Box::new(crate::websocket::deflate::DeflateState::new(a)));
+        }
+        ws
     }
 }
 
