@@ -86,14 +86,19 @@ pub(crate) fn spawn(
         if let Some(start) = start {
             span.record("duration_ms", start.elapsed().as_millis() as u64);
         }
+        // Recording into a disabled span looks its field up all the same.
         match result {
             Ok(()) => {
-                span.record("outcome", "completed");
+                if traced {
+                    span.record("outcome", "completed");
+                }
                 slot.tracker().record(slot.protocol(), Event::Completed);
                 tracing::debug!("upgraded connection ended");
             }
             Err(error) => {
-                span.record("outcome", tracing::field::display(error.kind_str()));
+                if traced {
+                    span.record("outcome", tracing::field::display(error.kind_str()));
+                }
                 slot.tracker().record(slot.protocol(), Event::Failed);
                 report(&config, &error);
             }

@@ -47,8 +47,14 @@ pub(crate) struct List<'a> {
 
 impl<'a> List<'a> {
     pub(crate) fn new(headers: &'a HeaderMap, name: header::HeaderName) -> Self {
+        Self::of(headers.get_all(name))
+    }
+
+    /// The list over lines already looked up: one hash and probe less than [`List::new`]
+    /// for a caller that looked at them before.
+    pub(crate) fn of(lines: header::GetAll<'a, HeaderValue>) -> Self {
         Self {
-            lines: headers.get_all(name).iter(),
+            lines: lines.into_iter(),
             rest: None,
             seen: 0,
             done: false,

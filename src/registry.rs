@@ -192,8 +192,10 @@ impl Registry {
     #[inline]
     fn select_http11<B>(&self, req: &Request<B>, server_order: bool) -> Selection {
         let headers = req.headers();
-        // The pass-through path: one lookup, no list to read.
-        if !headers.contains_key(header::UPGRADE) {
+        // The pass-through path: one lookup, no list to read. The lookup's result is the
+        // list read below.
+        let upgrade = headers.get_all(header::UPGRADE);
+        if upgrade.iter().next().is_none() {
             return Selection::None;
         }
         // RFC 9110 §7.6.1: `Upgrade` without the `upgrade` connection option was forwarded by
@@ -203,7 +205,7 @@ impl Registry {
         }
         let mut best: Option<usize> = None;
         let mut offered = false;
-        for elem in List::new(headers, header::UPGRADE) {
+        for elem in List::of(upgrade) {
             let (name, version) = match elem.and_then(parse_protocol) {
                 Ok(p) => p,
                 Err(e) => return Selection::Invalid(e),
