@@ -19,15 +19,6 @@ use crate::io::UpgradedIo;
 use crate::registry::Serve;
 use crate::tracker::{Event, Slot};
 
-/// What the task needs until the switch. Boxed, and freed at the switch: the task's own
-/// state is allocated once for its whole life, so only what the long-lived part needs may
-/// be in it (an idle upgraded connection must cost little).
-struct Pending {
-    on_upgrade: OnUpgrade,
-    serve: Serve,
-    req: UpgradeRequest,
-}
-
 /// Spawns the connection task: wait for hyper to hand over the connection (after the `101`
 /// has been written), then run the handler. Failures are reported, never propagated. The
 /// slot is released when the task ends, whatever way.
@@ -48,11 +39,9 @@ pub(crate) fn spawn(
         outcome = tracing::field::Empty,
         duration_ms = tracing::field::Empty,
     );
-    let pending = Box::new(Pending {
-        on_upgrade,
-        serve,
-        req,
-    });
+    // The request goes into the box that already holds the handler's state.
+    let mut pending = serve;
+    pending.set_request(req);
     let traced = !span.is_disabled();
     // What the task records into: its span when enabled, else none.
     let record = if traced {
@@ -69,7 +58,8 @@ pub(crate) fn spawn(
             // Not `select!` on the signal: the watch is one atomic load per poll, and this
             // task is polled once per message.
             let mut abort = slot.tracker().abort_watch();
-            let mut running = std::pin::pin!(run(&config, pending, protocol, &record));
+            let mut running =
+                std::pin::pin!(run(&config, on_upgrade, pending, protocol, &record));
             std::future::poll_fn(|cx| {
                 if abort.poll_fired(cx).is_ready() {
                     return Poll::Ready(Err(UpgradeError::new(
@@ -115,11 +105,12 @@ pub(crate) fn spawn(
 
 async fn run(
     config: &Config,
-    mut pending: Box<Pending>,
+    on_upgrade: OnUpgrade,
+    pending: Serve,
     protocol: &str,
     span: &tracing::Span,
 ) -> Result<(), UpgradeError> {
-    let upgraded = match (&mut pending.on_upgrade).await {
+    let upgraded = match on_upgrade.await {
         Ok(upgraded) => upgraded,
         Err(e) => {
             if e.is_user() {
@@ -151,8 +142,7 @@ async fn run(
     }
     tracing::debug!("upgraded connection started");
     // The request goes into the handler and the box is freed before the long wait.
-    let Pending { serve, req, .. } = *pending;
-    let serving = serve(io, req);
+    let serving = pending.serve(io);
     match (CatchUnwind { future: serving }).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => {

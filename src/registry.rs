@@ -17,8 +17,19 @@ use crate::token::UpgradeToken;
 /// The future of one upgraded connection: boxed once per upgrade, never per request.
 pub(crate) type ServeFuture = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>;
 
-/// The `serve` step with its state bound in; boxed once per upgrade.
-pub(crate) type Serve = Box<dyn FnOnce(UpgradedIo, UpgradeRequest) -> ServeFuture + Send>;
+/// An accepted upgrade until the switch: the handler with its state, and then the request.
+/// One box per upgrade, made when the handler accepts and freed at the switch, so that
+/// none of it stays in the connection's long-lived task.
+pub(crate) trait Pending: Send {
+    /// Gives it the request, before the `101` is sent.
+    fn set_request(&mut self, req: UpgradeRequest);
+
+    /// Starts the handler on the switched connection.
+    fn serve(self: Box<Self>, io: UpgradedIo) -> ServeFuture;
+}
+
+/// The `serve` step with its state bound in, type-erased; see [`Pending`].
+pub(crate) type Serve = Box<dyn Pending>;
 
 /// A handler with its state type erased, so that handlers of different types share a list.
 pub(crate) trait ErasedHandler: Send + Sync {
@@ -40,9 +51,38 @@ impl<H: ProtocolHandler> ErasedHandler for Erased<H> {
 
     fn accept(&self, req: &request::Parts) -> Decision<Serve> {
         self.0.accept(req).map(|state| {
-            let handler = Arc::clone(&self.0);
-            Box::new(move |io, req| Box::pin(handler.serve(io, req, state)) as ServeFuture) as Serve
+            Box::new(Switching {
+                handler: Arc::clone(&self.0),
+                state,
+                req: None,
+            }) as Serve
         })
+    }
+}
+
+/// [`Pending`] for a handler of type `H`.
+struct Switching<H: ProtocolHandler> {
+    handler: Arc<H>,
+    state: H::State,
+    req: Option<UpgradeRequest>,
+}
+
+impl<H: ProtocolHandler> Pending for Switching<H> {
+    fn set_request(&mut self, req: UpgradeRequest) {
+        self.req = Some(req);
+    }
+
+    fn serve(self: Box<Self>, io: UpgradedIo) -> ServeFuture {
+        let Switching {
+            handler,
+            state,
+            req,
+        } = *self;
+        match req {
+            Some(req) => Box::pin(handler.serve(io, req, state)),
+            // The layer always sets the request before the switch.
+            None => Box::pin(std::future::ready(Err("upgrade without its request".into()))),
+        }
     }
 }
 
