@@ -58,8 +58,7 @@ pub(crate) fn spawn(
             // Not `select!` on the signal: the watch is one atomic load per poll, and this
             // task is polled once per message.
             let mut abort = slot.tracker().abort_watch();
-            let mut running =
-                std::pin::pin!(run(&config, on_upgrade, pending, protocol, &record));
+            let mut running = std::pin::pin!(run(&config, on_upgrade, pending, protocol, &record));
             std::future::poll_fn(|cx| {
                 if abort.poll_fired(cx).is_ready() {
                     return Poll::Ready(Err(UpgradeError::new(

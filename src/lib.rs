@@ -265,6 +265,8 @@ mod registry;
 mod response;
 mod service;
 mod signal;
+#[cfg(test)]
+mod test_util;
 mod token;
 mod tracker;
 #[cfg(feature = "websocket")]

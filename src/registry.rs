@@ -73,7 +73,7 @@ impl<H: ProtocolHandler> Pending for Switching<H> {
     }
 
     fn serve(self: Box<Self>, io: UpgradedIo) -> ServeFuture {
-        let Switching {
+        let Self {
             handler,
             state,
             req,
@@ -81,7 +81,9 @@ impl<H: ProtocolHandler> Pending for Switching<H> {
         match req {
             Some(req) => Box::pin(handler.serve(io, req, state)),
             // The layer always sets the request before the switch.
-            None => Box::pin(std::future::ready(Err("upgrade without its request".into()))),
+            None => Box::pin(std::future::ready(
+                Err("upgrade without its request".into()),
+            )),
         }
     }
 }

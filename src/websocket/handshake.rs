@@ -271,19 +271,13 @@ mod tests {
             }
         }
         let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=-_ ";
-        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut random = crate::test_util::XorShift::new();
         let mut valid = 0;
         for _ in 0..10_000 {
             let mut key: Vec<u8> = (0..24)
-                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .map(|_| alphabet[random.below(alphabet.len())])
                 .collect();
-            if next() % 2 == 0 {
+            if random.below(2) == 0 {
                 key[22..].copy_from_slice(b"==");
             }
             valid += usize::from(decodes_to_16(&key));

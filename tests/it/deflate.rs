@@ -6,13 +6,13 @@
 use std::net::SocketAddr;
 
 use axum::{Router, routing::any};
-use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use flate2::{Compress, Compression, FlushCompress};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tower_upgrade::UpgradeLayer;
 use tower_upgrade::websocket::{DeflateConfig, WebSocketHandler};
 
-use crate::support::{header, read_head, send, spawn_axum, within, ws_echo};
+use crate::support::{header, inflate, read_frame, read_head, send, spawn_axum, within, ws_echo};
 
 const MAX_MESSAGE: usize = 1 << 20;
 
@@ -89,38 +89,6 @@ fn compress(c: &mut Compress, data: &[u8]) -> Vec<u8> {
     assert!(out.ends_with(&[0, 0, 0xff, 0xff]));
     out.truncate(out.len() - 4);
     out
-}
-
-fn inflate(payload: &[u8]) -> Vec<u8> {
-    let mut d = Decompress::new(false);
-    let mut input = payload.to_vec();
-    input.extend_from_slice(&[0, 0, 0xff, 0xff]);
-    let mut out = Vec::with_capacity(payload.len() * 8 + 1024);
-    while (d.total_in() as usize) < input.len() {
-        out.reserve(out.capacity().max(1024));
-        let consumed = d.total_in() as usize;
-        d.decompress_vec(&input[consumed..], &mut out, FlushDecompress::Sync)
-            .unwrap();
-    }
-    out
-}
-
-/// A server frame: (first byte, payload).
-async fn read_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
-    within(async {
-        let mut head = [0u8; 2];
-        stream.read_exact(&mut head).await.unwrap();
-        assert_eq!(head[1] & 0x80, 0, "server frames are not masked");
-        let len = match head[1] & 0x7f {
-            126 => u64::from(stream.read_u16().await.unwrap()),
-            127 => stream.read_u64().await.unwrap(),
-            n => u64::from(n),
-        };
-        let mut payload = vec![0; len as usize];
-        stream.read_exact(&mut payload).await.unwrap();
-        (head[0], payload)
-    })
-    .await
 }
 
 /// Reads frames up to the server's close frame; returns its status code.

@@ -347,15 +347,7 @@ mod tests {
             ..agreed(false)
         });
         assert_eq!(state.compress(b"short").unwrap(), None);
-        let mut x = 0x2545_f491_4f6c_dd1d_u64;
-        let noise: Vec<u8> = (0..1000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let noise = crate::test_util::noise(1000);
         assert_eq!(state.compress(&noise).unwrap(), None);
     }
 

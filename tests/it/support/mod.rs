@@ -16,10 +16,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tower_upgrade::{ProtocolHandler, UpgradeLayer, UpgradeRequest, UpgradedIo, handler_fn};
 
 // The `echo` example needs both features.
+#[cfg(feature = "deflate")]
+mod deflate;
 #[cfg(all(feature = "websocket", feature = "h2c"))]
 mod process;
 #[cfg(feature = "websocket")]
 mod ws;
+#[cfg(feature = "deflate")]
+pub use deflate::*;
 #[cfg(all(feature = "websocket", feature = "h2c"))]
 pub use process::*;
 #[cfg(feature = "websocket")]
