@@ -209,13 +209,13 @@
 //! buffer for the life of the connection (8 KiB for fastwebsockets and tokio-websockets,
 //! 128 KiB for tungstenite's own stream) and none lets the caller own it, so none could
 //! meet this crate's goals (CPU within 5% of a hand-written floor, at most 4 KB per idle
-//! connection). Measured with `examples/load.rs`, a 20-byte echo costs the server 5.77 µs
+//! connection). Measured with the load harness (`bench/`), a 20-byte echo costs the server 5.77 µs
 //! of CPU on `axum::serve`, against 5.63 µs for the floor, 6.06 µs for fastwebsockets and
 //! 8.64 µs for axum's `WebSocketUpgrade`; `BENCHMARKS.md` in the repository has every
 //! figure and how the codec got there.
 //!
-//! An idle connection costs about 2.7 KiB, its keep-alive timer included (10 000 open;
-//! fastwebsockets 6.0 KiB, axum's
+//! An idle connection costs about 2.5 KiB, its keep-alive timer included (10 000 open;
+//! fastwebsockets 5.8 KiB, axum's
 //! `WebSocketUpgrade` 130 KiB). [`WebSocket`] holds no read buffer between frames (it reads
 //! into a scratch buffer on the stack and keeps only what arrived), reads a large frame
 //! straight into a buffer of exactly its size (and, after a large frame, the next read goes
