@@ -195,19 +195,7 @@ async fn counted_run(opts: &Opts, imp: &'static str, broadcasts: u64) -> Result<
         std::process::id()
     ));
     let _ = std::fs::remove_file(&report);
-    let tool: Vec<String> = vec![
-        "valgrind".into(),
-        "--tool=callgrind".into(),
-        // `LOAD_CALLGRIND_DIR` keeps each run's profile, for `callgrind_annotate`.
-        match std::env::var_os("LOAD_CALLGRIND_DIR") {
-            Some(keep) => format!(
-                "--callgrind-out-file={}/{imp}-{broadcasts}.out",
-                std::path::Path::new(&keep).display()
-            ),
-            None => "--callgrind-out-file=/dev/null".into(),
-        },
-        format!("--log-file={}", report.display()),
-    ];
+    let tool = super::callgrind(&format!("{imp}-{broadcasts}"), &report);
     let server = Server::start_under(opts, imp, &tool).await?;
     let loaded = timeout(Duration::from_secs(900), one_run(opts, &server, broadcasts)).await;
     let stopped = server.stop_gracefully(Duration::from_secs(120)).await;

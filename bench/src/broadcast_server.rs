@@ -32,7 +32,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
 use tower_upgrade::UpgradeLayer;
 use tower_upgrade::websocket::{
-    DeflateConfig, Message, PreparedMessage, Utf8Bytes, WebSocket, WebSocketHandler,
+    DeflateConfig, Error, Message, PreparedMessage, Utf8Bytes, WebSocket, WebSocketHandler,
 };
 
 /// The size of every broadcast message, in bytes.
@@ -76,50 +76,10 @@ pub(crate) async fn serve(kind: Kind, listener: TcpListener) -> io::Result<()> {
             super::accept_loop(listener, move |tcp| floor_conn(tcp, publish.clone())).await
         }
         Kind::Message | Kind::MessageDeflate => {
-            let (tx, _) = broadcast::channel::<Utf8Bytes>(CAPACITY);
-            let publish = Publish::new(tx.clone(), Utf8Bytes::from);
-            let handler = WebSocketHandler::new(move |mut ws: WebSocket, req| {
-                drop(req);
-                let mut rx = tx.subscribe();
-                async move {
-                    while let Ok(text) = rx.recv().await {
-                        ws.send(Message::Text(text)).await?;
-                    }
-                    Ok::<_, tower_upgrade::websocket::Error>(())
-                }
-            });
-            let handler = if kind == Kind::MessageDeflate {
-                handler.deflate(DeflateConfig::new())
-            } else {
-                handler
-            };
-            let layer = UpgradeLayer::new()
-                .protocol(handler)
-                .expect("valid handler");
-            super::serve_axum(listener, app(layer, publish)).await
+            serve_crate::<Utf8Bytes>(listener, kind == Kind::MessageDeflate).await
         }
         Kind::Prepared | Kind::PreparedDeflate => {
-            let (tx, _) = broadcast::channel::<PreparedMessage>(CAPACITY);
-            let publish = Publish::new(tx.clone(), PreparedMessage::text);
-            let handler = WebSocketHandler::new(move |mut ws: WebSocket, req| {
-                drop(req);
-                let mut rx = tx.subscribe();
-                async move {
-                    while let Ok(msg) = rx.recv().await {
-                        ws.send_prepared(&msg).await?;
-                    }
-                    Ok::<_, tower_upgrade::websocket::Error>(())
-                }
-            });
-            let handler = if kind == Kind::PreparedDeflate {
-                handler.deflate(DeflateConfig::new())
-            } else {
-                handler
-            };
-            let layer = UpgradeLayer::new()
-                .protocol(handler)
-                .expect("valid handler");
-            super::serve_axum(listener, app(layer, publish)).await
+            serve_crate::<PreparedMessage>(listener, kind == Kind::PreparedDeflate).await
         }
         Kind::Axum => {
             use axum::extract::ws::{self, WebSocketUpgrade};
@@ -147,6 +107,57 @@ pub(crate) async fn serve(kind: Kind, listener: TcpListener) -> io::Result<()> {
 }
 
 /// `/ws` behind this crate's layer, and the control routes.
+/// What this crate's servers put in the channel, and how each connection sends it.
+trait Outgoing: Clone + Send + Sync + 'static {
+    fn from_text(text: String) -> Self;
+    fn send(self, ws: &mut WebSocket) -> impl Future<Output = Result<(), Error>> + Send + '_;
+}
+
+impl Outgoing for Utf8Bytes {
+    fn from_text(text: String) -> Self {
+        Self::from(text)
+    }
+
+    fn send(self, ws: &mut WebSocket) -> impl Future<Output = Result<(), Error>> + Send + '_ {
+        ws.send(Message::Text(self))
+    }
+}
+
+impl Outgoing for PreparedMessage {
+    fn from_text(text: String) -> Self {
+        Self::text(text)
+    }
+
+    async fn send(self, ws: &mut WebSocket) -> Result<(), Error> {
+        ws.send_prepared(&self).await
+    }
+}
+
+/// `bcast-message` and `bcast-prepared`, with or without permessage-deflate.
+async fn serve_crate<T: Outgoing>(listener: TcpListener, deflate: bool) -> io::Result<()> {
+    let (tx, _) = broadcast::channel::<T>(CAPACITY);
+    let publish = Publish::new(tx.clone(), T::from_text);
+    let handler = WebSocketHandler::new(move |mut ws: WebSocket, req| {
+        drop(req);
+        let mut rx = tx.subscribe();
+        async move {
+            while let Ok(item) = rx.recv().await {
+                item.send(&mut ws).await?;
+            }
+            Ok::<_, Error>(())
+        }
+    });
+    let handler = if deflate {
+        handler.deflate(DeflateConfig::new())
+    } else {
+        handler
+    };
+    let layer = UpgradeLayer::new()
+        .protocol(handler)
+        .expect("valid handler");
+    super::serve_axum(listener, app(layer, publish)).await
+}
+
 fn app<T: Clone + Send + 'static>(layer: UpgradeLayer, publish: Publish<T>) -> Router {
     Router::new()
         .route("/ws", get(|| async { "upgrade only" }).layer(layer))

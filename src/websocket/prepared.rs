@@ -271,7 +271,7 @@ impl PreparedMessage {
     }
 
     #[cfg(feature = "deflate")]
-    fn opcode(&self) -> OpCode {
+    pub(crate) fn opcode(&self) -> OpCode {
         if self.is_text() {
             OpCode::Text
         } else {

@@ -30,6 +30,19 @@ fn is_data(msg: &Message) -> bool {
     matches!(msg, Message::Text(_) | Message::Binary(_))
 }
 
+/// Echoes by forwarding the data messages of a socket's two halves, whichever split made
+/// them.
+async fn forward_data<Si, St>((sink, stream): (Si, St)) -> Result<(), Error>
+where
+    Si: futures_util::Sink<Message, Error = Error>,
+    St: futures_util::Stream<Item = Result<Message, Error>>,
+{
+    stream
+        .try_filter(|msg| std::future::ready(is_data(msg)))
+        .forward(sink)
+        .await
+}
+
 /// The example: the reader feeds a channel, a writer task drains it into the sink.
 #[tokio::test]
 async fn split_halves_in_two_tasks() {
@@ -105,14 +118,7 @@ async fn send_all_then_close_with_1000() {
 
 #[tokio::test]
 async fn forward_echoes() {
-    let addr = serve(|ws| async move {
-        let (sink, stream) = ws.split();
-        stream
-            .try_filter(|msg| std::future::ready(is_data(msg)))
-            .forward(sink)
-            .await
-    })
-    .await;
+    let addr = serve(|ws| forward_data(ws.split())).await;
     let (mut client, _) = ws_connect(addr, format!("ws://{addr}/")).await;
     client.send(TMessage::text("one")).await.unwrap();
     client
@@ -130,14 +136,7 @@ async fn forward_echoes() {
 /// it; `ws.split()` is the crate's halves.
 #[tokio::test]
 async fn futures_split_of_the_socket_works_too() {
-    let addr = serve(|ws| async move {
-        let (sink, stream) = StreamExt::split(ws);
-        stream
-            .try_filter(|msg| std::future::ready(is_data(msg)))
-            .forward(sink)
-            .await
-    })
-    .await;
+    let addr = serve(|ws| forward_data(StreamExt::split(ws))).await;
     let (mut client, _) = ws_connect(addr, format!("ws://{addr}/")).await;
     client.send(TMessage::text("one")).await.unwrap();
     assert_eq!(ws_next(&mut client).await, Some(TMessage::text("one")));

@@ -1587,19 +1587,7 @@ async fn counted_run(
     let report = dir.join(format!("{imp}-{ops}.txt"));
     let _ = std::fs::remove_file(&report);
     let tool: Vec<String> = match counter {
-        Counter::Instructions => vec![
-            "valgrind".into(),
-            "--tool=callgrind".into(),
-            // `LOAD_CALLGRIND_DIR` keeps each run's profile, for `callgrind_annotate`.
-            match std::env::var_os("LOAD_CALLGRIND_DIR") {
-                Some(keep) => format!(
-                    "--callgrind-out-file={}/{imp}-{workload:?}-{ops}.out",
-                    std::path::Path::new(&keep).display()
-                ),
-                None => "--callgrind-out-file=/dev/null".into(),
-            },
-            format!("--log-file={}", report.display()),
-        ],
+        Counter::Instructions => callgrind(&format!("{imp}-{workload:?}-{ops}"), &report),
         Counter::Syscalls => vec![
             "strace".into(),
             "-f".into(),
@@ -1647,6 +1635,24 @@ async fn counted_run(
     total
         .and_then(|n| n.parse().ok())
         .ok_or_else(|| Failure::Error(format!("no total in {}", report.display())))
+}
+
+/// The command line that runs a server under callgrind, its summary written to `report`.
+/// `LOAD_CALLGRIND_DIR` keeps each run's profile there as `{profile}.out`, for
+/// `callgrind_annotate`; without it the profile is discarded.
+fn callgrind(profile: &str, report: &std::path::Path) -> Vec<String> {
+    vec![
+        "valgrind".into(),
+        "--tool=callgrind".into(),
+        match std::env::var_os("LOAD_CALLGRIND_DIR") {
+            Some(keep) => format!(
+                "--callgrind-out-file={}/{profile}.out",
+                std::path::Path::new(&keep).display()
+            ),
+            None => "--callgrind-out-file=/dev/null".into(),
+        },
+        format!("--log-file={}", report.display()),
+    ]
 }
 
 // ===== idle =====

@@ -7,7 +7,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::write::Outgoing;
 use super::{State, WebSocket};
-use crate::websocket::error::{Error, ErrorKind};
+use crate::websocket::error::Error;
 use crate::websocket::prepared::PreparedMessage;
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
@@ -31,6 +31,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// [`ErrorKind::AlreadyClosed`] after a close frame was sent or received,
     /// [`ErrorKind::Io`] if writing failed (the socket is then closed).
     pub async fn send_prepared(&mut self, msg: &PreparedMessage) -> Result<(), Error> {
+        // `send`'s steps, with the prepared frame queued.
         poll_fn(|cx| self.poll_pending(cx)).await?;
         self.queue_prepared(msg)?;
         poll_fn(|cx| self.poll_pending(cx)).await.inspect_err(|_| {
@@ -43,12 +44,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// prepared message.
     #[inline]
     pub(super) fn queue_prepared(&mut self, msg: &PreparedMessage) -> Result<(), Error> {
-        if !matches!(self.state, State::Open) {
-            return Err(Error::new(
-                ErrorKind::AlreadyClosed,
-                "the connection is closed",
-            ));
-        }
+        self.ensure_open()?;
         #[cfg(feature = "deflate")]
         if let Some(deflate) = &mut self.deflate {
             if let Some(out) = compressed(deflate, msg)? {
@@ -69,8 +65,6 @@ fn compressed(
     deflate: &mut crate::websocket::deflate::DeflateState,
     msg: &PreparedMessage,
 ) -> Result<Option<Outgoing>, Error> {
-    use crate::websocket::frame::{self, MAX_SERVER_HEAD, OpCode};
-
     let agreed = *deflate.agreed();
     if agreed.server_takeover {
         // The compressor's window holds what this connection sent before: nothing can be
@@ -79,16 +73,7 @@ fn compressed(
         let Some(payload) = deflate.compress(msg.as_bytes())? else {
             return Ok(None);
         };
-        let opcode = if msg.is_text() {
-            OpCode::Text
-        } else {
-            OpCode::Binary
-        };
-        let mut head = [0u8; MAX_SERVER_HEAD];
-        let head_len = frame::format(&mut head, opcode, payload.len());
-        // RFC 7692 §6: RSV1 on the (only) frame of a compressed message.
-        head[0] |= 0x40;
-        return Ok(Some(Outgoing::new(head, head_len, payload)));
+        return Ok(Some(Outgoing::message(msg.opcode(), payload, true)));
     }
     // RFC 7692 lets each message be compressed or not: small ones are not.
     if msg.len() < agreed.threshold as usize {
@@ -99,10 +84,12 @@ fn compressed(
 
 #[cfg(test)]
 mod tests {
+
     use bytes::Bytes;
     use tokio::io::{AsyncReadExt, DuplexStream, duplex};
 
     use super::*;
+    use crate::websocket::error::ErrorKind;
     use crate::websocket::{Message, WebSocketConfig};
 
     fn pair() -> (WebSocket<DuplexStream>, DuplexStream) {
