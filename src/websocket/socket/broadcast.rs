@@ -28,8 +28,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::AlreadyClosed`] after a close frame was sent or received,
-    /// [`ErrorKind::Io`] if writing failed (the socket is then closed).
+    /// [`ErrorKind::AlreadyClosed`](crate::websocket::ErrorKind::AlreadyClosed) after a
+    /// close frame was sent or received, [`ErrorKind::Io`](crate::websocket::ErrorKind::Io)
+    /// if writing failed (the socket is then closed).
     pub async fn send_prepared(&mut self, msg: &PreparedMessage) -> Result<(), Error> {
         // `send`'s steps, with the prepared frame queued.
         poll_fn(|cx| self.poll_pending(cx)).await?;
